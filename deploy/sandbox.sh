@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# Local MySQL 9.7 masters for the demo, the tests and the benchmarks.
+#
+# MySQL comes from Debian sid and runs in a chroot cached outside the work tree
+# (bookworm only has MariaDB, whose GTIDs are a different protocol). Instances
+# live inside the chroot under var/sandbox/<namespace>/<N>, so parallel test
+# binaries use different namespaces (SANDBOX_NS) and port bases (SANDBOX_PORT_BASE).
+#
+# Usage: deploy/sandbox.sh VERB [ARGS]
+#   install                         debootstrap the chroot (no-op when done)
+#   start N [--gtid-mode=OFF|ON] [--tls] [-- mysqld options...]
+#   stop N | kill N | restart N | wipe N
+#   sql N "SQL"                     run SQL as root over the socket (batch output)
+#   url N                           mysql://relay:...@127.0.0.1:PORT for the relay account
+#   port N | pid N | datadir N | status
+#
+# Environment:
+#   GTID_RELAY_CACHE   where the chroot lives (default ~/.cache/gtid-relay)
+#   SANDBOX_NS         instance namespace (default "default")
+#   SANDBOX_PORT_BASE  instance N listens on SANDBOX_PORT_BASE+N (default 4300)
+set -euo pipefail
+
+CACHE=${GTID_RELAY_CACHE:-$HOME/.cache/gtid-relay}
+ROOT=$CACHE/mysql-sid
+NS=${SANDBOX_NS:-default}
+PORT_BASE=${SANDBOX_PORT_BASE:-4300}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CERTS=$(cd "$HERE/../certs" && pwd)
+
+# The account the relay uses on every master; the password is a sandbox-only value.
+RELAY_USER=relay
+RELAY_PASSWORD=relay-sandbox-pw
+AUTO_INCREMENT_INCREMENT=7
+
+die() { echo "sandbox: $*" >&2; exit 1; }
+log() { echo "sandbox: $*" >&2; }
+
+# Paths inside the chroot (what mysqld sees) and outside (what we see).
+inner_dir() { echo "/var/sandbox/$NS/$1"; }
+outer_dir() { echo "$ROOT$(inner_dir "$1")"; }
+port_of() { echo $((PORT_BASE + $1)); }
+
+check_n() {
+    [[ ${1:-} =~ ^[0-9]+$ ]] && (($1 >= 1 && $1 <= 99)) || die "instance number must be 1..99, got '${1:-}'"
+}
+
+mirror() {
+    local uri
+    uri=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null |
+        tr ' ' '\n' | grep -v -- '-security' | head -n1)
+    if [[ -z $uri ]]; then
+        uri=$(awk '$1=="deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    fi
+    [[ -n $uri ]] || die "no Debian mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list"
+    echo "$uri"
+}
+
+in_root() { chroot "$ROOT" "$@"; }
+
+cmd_install() {
+    mkdir -p "$CACHE"
+    exec 9>"$CACHE/install.lock"
+    flock 9
+    if [[ -f $ROOT/.gtid-relay-ready ]]; then
+        return 0
+    fi
+    [[ $(id -u) == 0 ]] || die "install needs root (debootstrap and chroot)"
+    if ! command -v debootstrap >/dev/null; then
+        log "installing debootstrap"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    fi
+    local m
+    m=$(mirror)
+    log "debootstrap sid from $m into $ROOT (once; a few minutes)"
+    rm -rf "$ROOT"
+    debootstrap --variant=minbase --include=mysql-server-core,mysql-client-core \
+        sid "$ROOT" "$m" >"$CACHE/debootstrap.log" 2>&1 ||
+        die "debootstrap failed; see $CACHE/debootstrap.log"
+    cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    log "installing sysbench, percona-toolkit and mysqld-exporter in the chroot"
+    in_root env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false update -qq \
+        >>"$CACHE/debootstrap.log" 2>&1 || die "apt-get update in the chroot failed; see $CACHE/debootstrap.log"
+    in_root env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false install -y -qq \
+        --no-install-recommends sysbench percona-toolkit libdbd-mysql-perl prometheus-mysqld-exporter \
+        >>"$CACHE/debootstrap.log" 2>&1 || die "package install in the chroot failed; see $CACHE/debootstrap.log"
+    in_root apt-get clean
+    make_template
+    touch "$ROOT/.gtid-relay-ready"
+    log "installed: $(in_root mysqld --version)"
+}
+
+# An initialised datadir copied for every new instance: --initialize takes ~10 s,
+# a copy takes well under one.
+make_template() {
+    local t=/var/sandbox-template
+    rm -rf "$ROOT$t"
+    mkdir -p "$ROOT$t"
+    in_root /usr/sbin/mysqld --no-defaults --initialize-insecure --user=root \
+        --datadir=$t/data --log-error=$t/init.log || die "mysqld --initialize failed; see $ROOT$t/init.log"
+}
+
+require_installed() {
+    [[ -f $ROOT/.gtid-relay-ready ]] || die "MySQL is not installed; run: deploy/sandbox.sh install"
+}
+
+pid_of() {
+    local f
+    f=$(outer_dir "$1")/mysqld.pid
+    [[ -s $f ]] && cat "$f"
+}
+
+is_running() {
+    local pid
+    pid=$(pid_of "$1") || return 1
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+mysql_root() {
+    local n=$1
+    shift
+    in_root mysql --no-defaults -uroot -S "$(inner_dir "$n")/mysqld.sock" "$@"
+}
+
+with_instance_lock() {
+    local n=$1
+    mkdir -p "$(outer_dir "$n")"
+    exec 8>"$(outer_dir "$n").lock"
+    flock 8
+}
+
+cmd_start() {
+    local n=${1:-}
+    check_n "$n"
+    shift
+    local gtid_mode=ON tls=0 extra=()
+    while (($#)); do
+        case $1 in
+            --gtid-mode=ON | --gtid-mode=OFF) gtid_mode=${1#--gtid-mode=} ;;
+            --tls) tls=1 ;;
+            --) shift; extra=("$@"); break ;;
+            *) die "start: unknown option '$1' (expected --gtid-mode=ON|OFF, --tls, -- mysqld options)" ;;
+        esac
+        shift
+    done
+    require_installed
+    with_instance_lock "$n"
+    local dir inner port
+    dir=$(outer_dir "$n")
+    inner=$(inner_dir "$n")
+    port=$(port_of "$n")
+    if is_running "$n"; then
+        log "instance $n already running (pid $(pid_of "$n"), port $port)"
+        return 0
+    fi
+    local fresh=0
+    if [[ ! -d $dir/data ]]; then
+        cp -a "$ROOT/var/sandbox-template/data" "$dir/data"
+        # Each instance must generate its own server_uuid.
+        rm -f "$dir/data/auto.cnf"
+        fresh=1
+    fi
+    local gtid_opts=(--gtid-mode=ON --enforce-gtid-consistency=ON)
+    [[ $gtid_mode == OFF ]] && gtid_opts=(--gtid-mode=OFF --enforce-gtid-consistency=OFF)
+    local tls_opts=()
+    if ((tls)); then
+        [[ -f $CERTS/out/ca.pem ]] || "$CERTS/make-certs.sh" >/dev/null
+        mkdir -p "$dir/certs"
+        cp "$CERTS/out/ca.pem" "$CERTS/out/mysql-server.pem" "$CERTS/out/mysql-server-key.pem" "$dir/certs/"
+        tls_opts=(--ssl-ca="$inner/certs/ca.pem" --ssl-cert="$inner/certs/mysql-server.pem"
+            --ssl-key="$inner/certs/mysql-server-key.pem" --require-secure-transport=ON)
+    fi
+    # server_id 100+N keeps sandbox ids clear of the relay's derived ids.
+    in_root /usr/sbin/mysqld --no-defaults --user=root \
+        --datadir="$inner/data" --port="$port" --bind-address=127.0.0.1 \
+        --socket="$inner/mysqld.sock" --pid-file="$inner/mysqld.pid" \
+        --log-error="$inner/error.log" --mysqlx=OFF --secure-file-priv= \
+        --server-id=$((100 + n)) --log-bin=binlog --binlog-format=ROW \
+        --sync-binlog=1 --innodb-flush-log-at-trx-commit=1 \
+        --auto-increment-increment=$AUTO_INCREMENT_INCREMENT --auto-increment-offset="$n" \
+        --report-host=127.0.0.1 --report-port="$port" \
+        --innodb-buffer-pool-size=128M --performance-schema=OFF --skip-name-resolve \
+        "${gtid_opts[@]}" "${tls_opts[@]}" "${extra[@]}" >/dev/null 2>&1 8>&- 9>&- &
+    local deadline=$((SECONDS + 60))
+    until mysql_root "$n" -e 'SELECT 1' >/dev/null 2>&1; do
+        if ((SECONDS > deadline)) || ! kill -0 $! 2>/dev/null; then
+            tail -n 20 "$dir/error.log" >&2 || true
+            die "instance $n did not start; see $dir/error.log"
+        fi
+        sleep 0.2
+    done
+    if ((fresh)); then
+        create_relay_account "$n"
+    fi
+    log "instance $n up: pid $(pid_of "$n"), port $port, gtid_mode=$gtid_mode"
+}
+
+# The relay's grants (docs/operator-guide.md explains each). Not binlogged:
+# otherwise the peer would receive it through the relay and fail on a user it has.
+create_relay_account() {
+    mysql_root "$1" <<SQL
+SET sql_log_bin = 0;
+CREATE USER '$RELAY_USER'@'127.0.0.1' IDENTIFIED BY '$RELAY_PASSWORD';
+CREATE USER '$RELAY_USER'@'localhost' IDENTIFIED BY '$RELAY_PASSWORD';
+GRANT REPLICATION SLAVE, REPLICATION CLIENT,
+      SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES,
+      CREATE VIEW, SHOW VIEW, TRIGGER, CREATE ROUTINE, ALTER ROUTINE, EXECUTE, EVENT,
+      CREATE TEMPORARY TABLES, LOCK TABLES, CREATE USER, RELOAD, PROCESS
+  ON *.* TO '$RELAY_USER'@'127.0.0.1', '$RELAY_USER'@'localhost' WITH GRANT OPTION;
+GRANT REPLICATION_APPLIER, SESSION_VARIABLES_ADMIN, TRANSACTION_GTID_TAG, SET_ANY_DEFINER,
+      SYSTEM_USER
+  ON *.* TO '$RELAY_USER'@'127.0.0.1', '$RELAY_USER'@'localhost';
+SQL
+}
+
+wait_gone() {
+    local pid=$1 deadline=$((SECONDS + ${2:-120}))
+    while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS > deadline)) && return 1
+        sleep 0.1
+    done
+}
+
+cmd_stop() {
+    local n=${1:-}
+    check_n "$n"
+    with_instance_lock "$n"
+    local pid
+    if ! is_running "$n"; then
+        return 0
+    fi
+    pid=$(pid_of "$n")
+    kill -TERM "$pid"
+    wait_gone "$pid" 120 || die "instance $n (pid $pid) did not stop within 120 s"
+}
+
+cmd_kill() {
+    local n=${1:-}
+    check_n "$n"
+    with_instance_lock "$n"
+    if is_running "$n"; then
+        local pid
+        pid=$(pid_of "$n")
+        kill -KILL "$pid"
+        wait_gone "$pid" 30 || die "instance $n (pid $pid) survived SIGKILL"
+    fi
+}
+
+cmd_wipe() {
+    local n=${1:-}
+    check_n "$n"
+    cmd_stop "$n"
+    rm -rf "$(outer_dir "$n")" "$(outer_dir "$n").lock"
+}
+
+cmd_sql() {
+    local n=${1:-}
+    check_n "$n"
+    [[ $# -ge 2 ]] || die "usage: sql N \"SQL\""
+    is_running "$n" || die "instance $n is not running"
+    mysql_root "$n" --batch --skip-column-names -e "$2"
+}
+
+cmd_status() {
+    local d n
+    shopt -s nullglob
+    for d in "$ROOT/var/sandbox/$NS"/*/; do
+        n=$(basename "$d")
+        if is_running "$n"; then
+            echo "$n running pid=$(pid_of "$n") port=$(port_of "$n") datadir=$d""data"
+        else
+            echo "$n stopped port=$(port_of "$n") datadir=$d""data"
+        fi
+    done
+}
+
+verb=${1:-}
+[[ -n $verb ]] || die "usage: sandbox.sh install|start|stop|kill|restart|wipe|sql|url|port|pid|datadir|status"
+shift
+case $verb in
+    install) cmd_install ;;
+    start) cmd_start "$@" ;;
+    stop) cmd_stop "$@" ;;
+    kill) cmd_kill "$@" ;;
+    restart) n=${1:-}; cmd_stop "$n"; exec 8>&-; cmd_start "$@" ;;
+    wipe) cmd_wipe "$@" ;;
+    sql) cmd_sql "$@" ;;
+    url) check_n "${1:-}"; echo "mysql://$RELAY_USER:$RELAY_PASSWORD@127.0.0.1:$(port_of "$1")" ;;
+    port) check_n "${1:-}"; port_of "$1" ;;
+    pid) check_n "${1:-}"; pid_of "$1" || die "instance $1 has no pid file" ;;
+    datadir) check_n "${1:-}"; echo "$(outer_dir "$1")/data" ;;
+    root) echo "$ROOT" ;;
+    status) cmd_status ;;
+    *) die "unknown verb '$verb'" ;;
+esac
