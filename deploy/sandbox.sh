@@ -9,10 +9,11 @@
 # Usage: deploy/sandbox.sh VERB [ARGS]
 #   install                         debootstrap the chroot (no-op when done)
 #   start N [--gtid-mode=OFF|ON] [--tls] [-- mysqld options...]
-#   stop N | kill N | restart N | wipe N
+#   stop N | kill N | restart N | wipe N | wipe-now N (SIGKILL, then delete)
 #   sql N "SQL"                     run SQL as root over the socket (batch output)
 #   url N                           mysql://relay:...@127.0.0.1:PORT for the relay account
 #   port N | pid N | datadir N | status
+#   reap PID NS                     when PID exits, kill and delete namespace NS
 #
 # Environment:
 #   GTID_RELAY_CACHE   where the chroot lives (default ~/.cache/gtid-relay)
@@ -253,12 +254,38 @@ cmd_wipe() {
     rm -rf "$(outer_dir "$n")" "$(outer_dir "$n").lock"
 }
 
+# Tests: no clean shutdown needed, the data goes too.
+cmd_wipe_now() {
+    local n=${1:-}
+    check_n "$n"
+    cmd_kill "$n"
+    rm -rf "$(outer_dir "$n")" "$(outer_dir "$n").lock"
+}
+
 cmd_sql() {
     local n=${1:-}
     check_n "$n"
     [[ $# -ge 2 ]] || die "usage: sql N \"SQL\""
     is_running "$n" || die "instance $n is not running"
     mysql_root "$n" --batch --skip-column-names -e "$2"
+}
+
+# Test binaries run this in the background: when process PID is gone (finished,
+# panicked or killed), SIGKILL every instance of namespace NS and delete it.
+cmd_reap() {
+    local owner=${1:-} ns=${2:-}
+    [[ $owner =~ ^[0-9]+$ && -n $ns ]] || die "usage: reap PID NAMESPACE"
+    while kill -0 "$owner" 2>/dev/null; do sleep 1; done
+    NS=$ns
+    local d n
+    shopt -s nullglob
+    for d in "$ROOT/var/sandbox/$NS"/*/; do
+        n=$(basename "$d")
+        [[ $n =~ ^[0-9]+$ ]] || continue
+        cmd_kill "$n" || true
+        exec 8>&-
+    done
+    rm -rf "${ROOT:?}/var/sandbox/$NS"
 }
 
 cmd_status() {
@@ -284,6 +311,7 @@ case $verb in
     kill) cmd_kill "$@" ;;
     restart) n=${1:-}; cmd_stop "$n"; exec 8>&-; cmd_start "$@" ;;
     wipe) cmd_wipe "$@" ;;
+    wipe-now) cmd_wipe_now "$@" ;;
     sql) cmd_sql "$@" ;;
     url) check_n "${1:-}"; echo "mysql://$RELAY_USER:$RELAY_PASSWORD@127.0.0.1:$(port_of "$1")" ;;
     port) check_n "${1:-}"; port_of "$1" ;;
@@ -291,5 +319,6 @@ case $verb in
     datadir) check_n "${1:-}"; echo "$(outer_dir "$1")/data" ;;
     root) echo "$ROOT" ;;
     status) cmd_status ;;
+    reap) cmd_reap "$@" ;;
     *) die "unknown verb '$verb'" ;;
 esac

@@ -1,1 +1,5 @@
+//! Integration tests against real MySQL 9.7 servers started by deploy/sandbox.sh.
 
+mod support;
+
+mod sandbox;
