@@ -28,10 +28,16 @@ fn instances_are_durable_gtid_masters_with_distinct_identities() {
 #[test]
 fn kill_and_restart_keep_committed_data() {
     let sb = Sandbox::start(1, &[]);
-    sb.sql(1, "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY); INSERT INTO d.t VALUES (1)");
+    sb.sql(
+        1,
+        "CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY); INSERT INTO d.t VALUES (1)",
+    );
     let before = sb.gtid_executed(1);
     sb.kill(1);
-    assert!(sb.try_sql(1, "SELECT 1").is_err(), "instance still answers after kill");
+    assert!(
+        sb.try_sql(1, "SELECT 1").is_err(),
+        "instance still answers after kill"
+    );
     sb.restart(1);
     assert_eq!(sb.gtid_executed(1), before);
     assert_eq!(sb.value(1, "SELECT COUNT(*) FROM d.t"), "1");

@@ -120,6 +120,9 @@ pub trait Replicas: Send + Sync + 'static {
     fn start(&self, channel: Option<&str>, threads: Threads) -> Result<(), ControlError>;
     /// `STOP REPLICA ...`; resolves once the addressed threads have stopped (an
     /// applier finishes or rolls back the transaction it is in first).
-    fn stop(&self, channel: Option<&str>, threads: Threads)
-    -> BoxFuture<'static, Result<(), ControlError>>;
+    fn stop(
+        &self,
+        channel: Option<&str>,
+        threads: Threads,
+    ) -> BoxFuture<'static, Result<(), ControlError>>;
 }

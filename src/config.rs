@@ -1,0 +1,899 @@
+//! The TOML configuration: masters, channels, listeners and tuning.
+//!
+//! Loading happens in two passes: serde turns the text into `Raw*` structs
+//! (unknown keys are errors, every value keeps its span), then [`Config::from_raw`]
+//! checks what serde cannot (names that must exist, secrets that must be readable)
+//! and resolves defaults such as the full-mesh channel list. Every error names
+//! the file, the line and the key.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+/// A configuration error, always pointing into the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the configuration: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// A password or other secret: readable by the code that needs it, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// MySQL's `--ssl-mode`, with the same meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SslMode {
+    /// Plaintext only.
+    Disabled,
+    /// TLS when the server offers it, plaintext otherwise; no verification.
+    #[default]
+    Preferred,
+    /// TLS or fail; the certificate is not verified.
+    Required,
+    /// TLS, and the certificate must chain to `ca`.
+    VerifyCa,
+    /// As VERIFY_CA, and the certificate must name the host connected to.
+    VerifyIdentity,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disabled => "DISABLED",
+            SslMode::Preferred => "PREFERRED",
+            SslMode::Required => "REQUIRED",
+            SslMode::VerifyCa => "VERIFY_CA",
+            SslMode::VerifyIdentity => "VERIFY_IDENTITY",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    pub ssl_mode: SslMode,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// One MySQL master taking part in the topology.
+#[derive(Debug, Clone)]
+pub struct Master {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub tls: Tls,
+}
+
+/// How apply errors are handled on a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictMode {
+    /// Stop the channel on an apply error, like MySQL's SQL thread.
+    #[default]
+    Strict,
+    /// `rbr_exec_mode=IDEMPOTENT`: missing rows and duplicate keys are ignored.
+    Idempotent,
+}
+
+impl ConflictMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictMode::Strict => "strict",
+            ConflictMode::Idempotent => "idempotent",
+        }
+    }
+}
+
+/// One direction of replication: every transaction of `source` that `target` lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelConfig {
+    pub name: String,
+    /// Indexes into [`Config::masters`].
+    pub source: usize,
+    pub target: usize,
+    pub conflict: ConflictMode,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSettings {
+    /// Heartbeat period asked of the source; silence longer than `read_timeout` is a dead link.
+    pub heartbeat: Duration,
+    pub read_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplySettings {
+    /// Upper bound for one `BINLOG '...'` statement; larger transactions are split.
+    pub max_statement_bytes: usize,
+}
+
+/// An account of the admin SQL endpoint; the password is stored hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminUser {
+    pub name: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub users: Vec<AdminUser>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub require_secure_transport: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelaySettings {
+    /// Host and port the relay reports to sources (COM_REGISTER_SLAVE, `SHOW REPLICAS`).
+    pub report_host: String,
+    pub report_port: u16,
+    /// Base for the per-channel server_id; derived from the host name and ports when unset.
+    pub server_id: Option<u32>,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub relay: RelaySettings,
+    pub masters: Vec<Master>,
+    pub channels: Vec<ChannelConfig>,
+    pub source: SourceSettings,
+    pub apply: ApplySettings,
+    pub admin: Option<AdminConfig>,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+// ---- raw, as written in the file ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    relay: Option<Spanned<RawRelay>>,
+    masters: Spanned<Vec<Spanned<RawMaster>>>,
+    #[serde(default)]
+    channels: Option<Vec<Spanned<RawChannel>>>,
+    #[serde(default)]
+    source: Option<RawSource>,
+    #[serde(default)]
+    apply: Option<RawApply>,
+    #[serde(default)]
+    admin: Option<Spanned<RawAdmin>>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    report_host: Option<String>,
+    report_port: Option<u16>,
+    server_id: Option<Spanned<u32>>,
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaster {
+    name: Spanned<String>,
+    host: String,
+    #[serde(default = "default_mysql_port")]
+    port: u16,
+    user: String,
+    password: Option<Spanned<String>>,
+    password_file: Option<Spanned<PathBuf>>,
+    password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    tls: Option<Spanned<RawTls>>,
+}
+
+fn default_mysql_port() -> u16 {
+    3306
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    ssl_mode: SslMode,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    name: Option<String>,
+    source: Spanned<String>,
+    target: Spanned<String>,
+    conflict: Option<ConflictMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    heartbeat_secs: Option<f64>,
+    read_timeout_secs: Option<f64>,
+    connect_timeout_secs: Option<f64>,
+    reconnect_min_secs: Option<f64>,
+    reconnect_max_secs: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApply {
+    conflict: Option<ConflictMode>,
+    max_statement_bytes: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Spanned<String>,
+    #[serde(default)]
+    users: Vec<RawAdminUser>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    require_secure_transport: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdminUser {
+    name: String,
+    password_hash: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Spanned<String>,
+}
+
+/// Maps byte spans to line numbers and builds errors.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line(&self, span: &Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    fn err(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: self.line(&span),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The key written on the line of `span` (`key = value`), for errors that do not name it.
+    fn key_at(&self, span: &Range<usize>) -> String {
+        let start = span.start.min(self.text.len());
+        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line = self.text[line_start..].lines().next().unwrap_or("");
+        match line.split_once('=') {
+            Some((key, _)) if !key.trim().is_empty() => key.trim().to_string(),
+            _ => line.trim().to_string(),
+        }
+    }
+
+    /// A path in the file is relative to the file's directory.
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parse `text` as if it were the contents of `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let src = Source { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().to_string();
+            let key = key_of_serde_error(&message).unwrap_or_else(|| src.key_at(&span));
+            src.err(span, key, message)
+        })?;
+        Config::from_raw(&src, raw)
+    }
+
+    fn from_raw(src: &Source<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
+        let masters_span = raw.masters.span();
+        let mut masters = Vec::new();
+        for (i, m) in raw.masters.into_inner().into_iter().enumerate() {
+            masters.push(resolve_master(src, i, m)?);
+        }
+        if masters.len() < 2 {
+            return Err(src.err(
+                masters_span,
+                "masters",
+                "at least two [[masters]] are needed",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for m in &masters {
+            if !seen.insert(m.name.as_str()) {
+                return Err(src.err(
+                    masters_span.clone(),
+                    "masters",
+                    format!("two masters are named '{}'", m.name),
+                ));
+            }
+        }
+
+        let default_conflict = raw
+            .apply
+            .as_ref()
+            .and_then(|a| a.conflict)
+            .unwrap_or_default();
+        let channels = match raw.channels {
+            None => full_mesh(&masters, default_conflict),
+            Some(list) => resolve_channels(src, &masters, list, default_conflict)?,
+        };
+
+        let source = resolve_source(raw.source);
+        let apply = ApplySettings {
+            max_statement_bytes: match raw.apply.and_then(|a| a.max_statement_bytes) {
+                Some(v) if *v.get_ref() < 4096 => {
+                    return Err(src.err(
+                        v.span(),
+                        "apply.max_statement_bytes",
+                        "must be at least 4096",
+                    ));
+                }
+                Some(v) => v.into_inner(),
+                None => 16 << 20,
+            },
+        };
+
+        let admin = raw.admin.map(|a| resolve_admin(src, a)).transpose()?;
+        let metrics_listen = raw
+            .metrics
+            .map(|m| parse_addr(src, &m.listen, "metrics.listen"))
+            .transpose()?;
+
+        let relay_raw = raw.relay.map(Spanned::into_inner);
+        let relay = RelaySettings {
+            report_host: relay_raw
+                .as_ref()
+                .and_then(|r| r.report_host.clone())
+                .unwrap_or_else(|| "127.0.0.1".to_string()),
+            report_port: relay_raw
+                .as_ref()
+                .and_then(|r| r.report_port)
+                .or(admin.as_ref().map(|a| a.listen.port()))
+                .unwrap_or(3307),
+            server_id: match relay_raw.as_ref().and_then(|r| r.server_id.clone()) {
+                Some(id) if *id.get_ref() == 0 => {
+                    return Err(src.err(id.span(), "relay.server_id", "must be at least 1"));
+                }
+                other => other.map(Spanned::into_inner),
+            },
+            log_format: relay_raw
+                .as_ref()
+                .and_then(|r| r.log_format)
+                .unwrap_or_default(),
+        };
+
+        Ok(Config {
+            path: src.path.to_path_buf(),
+            relay,
+            masters,
+            channels,
+            source,
+            apply,
+            admin,
+            metrics_listen,
+        })
+    }
+
+    pub fn channel_source(&self, c: &ChannelConfig) -> &Master {
+        &self.masters[c.source]
+    }
+
+    pub fn channel_target(&self, c: &ChannelConfig) -> &Master {
+        &self.masters[c.target]
+    }
+}
+
+/// serde names the offending key in backticks ("unknown field `x`", "missing field `y`").
+fn key_of_serde_error(message: &str) -> Option<String> {
+    message.split('`').nth(1).map(str::to_string)
+}
+
+fn resolve_master(
+    src: &Source<'_>,
+    i: usize,
+    m: Spanned<RawMaster>,
+) -> Result<Master, ConfigError> {
+    let span = m.span();
+    let m = m.into_inner();
+    let key = |k: &str| format!("masters[{i}].{k}");
+    let name = m.name.get_ref().trim().to_string();
+    if name.is_empty() || name.contains(['\'', '`', '"']) {
+        return Err(src.err(
+            m.name.span(),
+            key("name"),
+            "must be non-empty and contain no quotes",
+        ));
+    }
+    let password = match (m.password, m.password_file, m.password_env) {
+        (Some(p), None, None) => Secret::new(p.into_inner()),
+        (None, Some(file), None) => {
+            let path = src.resolve(file.get_ref());
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                src.err(
+                    file.span(),
+                    key("password_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Secret::new(text.trim_end_matches(['\n', '\r']))
+        }
+        (None, None, Some(var)) => match std::env::var(var.get_ref()) {
+            Ok(v) => Secret::new(v),
+            Err(_) => {
+                return Err(src.err(
+                    var.span(),
+                    key("password_env"),
+                    format!("environment variable {} is not set", var.get_ref()),
+                ));
+            }
+        },
+        (None, None, None) => {
+            return Err(src.err(
+                span,
+                key("password"),
+                "set one of password, password_file or password_env",
+            ));
+        }
+        _ => {
+            return Err(src.err(
+                span,
+                key("password"),
+                "set only one of password, password_file or password_env",
+            ));
+        }
+    };
+    let tls = match m.tls {
+        None => Tls::default(),
+        Some(t) => {
+            let span = t.span();
+            let t = t.into_inner();
+            let tls = Tls {
+                ssl_mode: t.ssl_mode,
+                ca: t.ca.map(|p| src.resolve(&p)),
+                cert: t.cert.map(|p| src.resolve(&p)),
+                key: t.key.map(|p| src.resolve(&p)),
+            };
+            if matches!(tls.ssl_mode, SslMode::VerifyCa | SslMode::VerifyIdentity)
+                && tls.ca.is_none()
+            {
+                return Err(src.err(
+                    span,
+                    key("tls.ca"),
+                    format!("ssl_mode {} needs a CA file", tls.ssl_mode.as_str()),
+                ));
+            }
+            if tls.cert.is_some() != tls.key.is_some() {
+                return Err(src.err(
+                    span,
+                    key("tls.cert"),
+                    "a client certificate needs both cert and key",
+                ));
+            }
+            if tls.ssl_mode == SslMode::Disabled && (tls.ca.is_some() || tls.cert.is_some()) {
+                return Err(src.err(
+                    span,
+                    key("tls.ssl_mode"),
+                    "DISABLED cannot be combined with ca/cert/key",
+                ));
+            }
+            tls
+        }
+    };
+    Ok(Master {
+        name,
+        host: m.host,
+        port: m.port,
+        user: m.user,
+        password,
+        tls,
+    })
+}
+
+fn full_mesh(masters: &[Master], conflict: ConflictMode) -> Vec<ChannelConfig> {
+    let mut out = Vec::new();
+    for (s, source) in masters.iter().enumerate() {
+        for (t, target) in masters.iter().enumerate() {
+            if s != t {
+                out.push(ChannelConfig {
+                    name: format!("{}->{}", source.name, target.name),
+                    source: s,
+                    target: t,
+                    conflict,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn resolve_channels(
+    src: &Source<'_>,
+    masters: &[Master],
+    list: Vec<Spanned<RawChannel>>,
+    default_conflict: ConflictMode,
+) -> Result<Vec<ChannelConfig>, ConfigError> {
+    let find = |i: usize, field: &str, name: &Spanned<String>| {
+        masters
+            .iter()
+            .position(|m| m.name == *name.get_ref())
+            .ok_or_else(|| {
+                let known: Vec<&str> = masters.iter().map(|m| m.name.as_str()).collect();
+                src.err(
+                    name.span(),
+                    format!("channels[{i}].{field}"),
+                    format!(
+                        "no master named '{}' (masters: {})",
+                        name.get_ref(),
+                        known.join(", ")
+                    ),
+                )
+            })
+    };
+    let mut out: Vec<ChannelConfig> = Vec::new();
+    for (i, c) in list.into_iter().enumerate() {
+        let span = c.span();
+        let c = c.into_inner();
+        let source = find(i, "source", &c.source)?;
+        let target = find(i, "target", &c.target)?;
+        if source == target {
+            return Err(src.err(
+                span,
+                format!("channels[{i}].target"),
+                "source and target are the same master",
+            ));
+        }
+        let name = c
+            .name
+            .unwrap_or_else(|| format!("{}->{}", masters[source].name, masters[target].name));
+        if out
+            .iter()
+            .any(|o| o.name == name || (o.source == source && o.target == target))
+        {
+            return Err(src.err(
+                span,
+                format!("channels[{i}]"),
+                format!("channel '{name}' is listed twice"),
+            ));
+        }
+        out.push(ChannelConfig {
+            name,
+            source,
+            target,
+            conflict: c.conflict.unwrap_or(default_conflict),
+        });
+    }
+    Ok(out)
+}
+
+fn resolve_source(raw: Option<RawSource>) -> SourceSettings {
+    let secs =
+        |v: Option<f64>, d: f64| Duration::from_secs_f64(v.filter(|x| *x > 0.0).unwrap_or(d));
+    let raw = raw.unwrap_or(RawSource {
+        heartbeat_secs: None,
+        read_timeout_secs: None,
+        connect_timeout_secs: None,
+        reconnect_min_secs: None,
+        reconnect_max_secs: None,
+    });
+    let heartbeat = secs(raw.heartbeat_secs, 2.0);
+    SourceSettings {
+        heartbeat,
+        read_timeout: secs(raw.read_timeout_secs, heartbeat.as_secs_f64() * 2.0 + 1.0),
+        connect_timeout: secs(raw.connect_timeout_secs, 10.0),
+        reconnect_min: secs(raw.reconnect_min_secs, 0.5),
+        reconnect_max: secs(raw.reconnect_max_secs, 30.0),
+    }
+}
+
+fn parse_addr(src: &Source<'_>, s: &Spanned<String>, key: &str) -> Result<SocketAddr, ConfigError> {
+    s.get_ref().parse().map_err(|_| {
+        src.err(
+            s.span(),
+            key,
+            format!("'{}' is not an address:port", s.get_ref()),
+        )
+    })
+}
+
+fn resolve_admin(src: &Source<'_>, a: Spanned<RawAdmin>) -> Result<AdminConfig, ConfigError> {
+    let span = a.span();
+    let a = a.into_inner();
+    let listen = parse_addr(src, &a.listen, "admin.listen")?;
+    if a.users.is_empty() {
+        return Err(src.err(
+            span,
+            "admin.users",
+            "the admin endpoint needs at least one [[admin.users]]",
+        ));
+    }
+    if a.tls_cert.is_some() != a.tls_key.is_some() {
+        return Err(src.err(span, "admin.tls_cert", "set both tls_cert and tls_key"));
+    }
+    if a.require_secure_transport && a.tls_cert.is_none() {
+        return Err(src.err(
+            span,
+            "admin.require_secure_transport",
+            "needs tls_cert and tls_key",
+        ));
+    }
+    Ok(AdminConfig {
+        listen,
+        users: a
+            .users
+            .into_iter()
+            .map(|u| AdminUser {
+                name: u.name,
+                password_hash: u.password_hash,
+            })
+            .collect(),
+        tls_cert: a.tls_cert.map(|p| src.resolve(&p)),
+        tls_key: a.tls_key.map(|p| src.resolve(&p)),
+        require_secure_transport: a.require_secure_transport,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO: &str = r#"
+[[masters]]
+name = "m1"
+host = "127.0.0.1"
+port = 4301
+user = "relay"
+password = "pw1"
+
+[[masters]]
+name = "m2"
+host = "127.0.0.1"
+port = 4302
+user = "relay"
+password = "pw2"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/relay.toml"), text)
+    }
+
+    fn error(text: &str) -> String {
+        parse(text)
+            .expect_err("config should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn two_masters_default_to_a_full_mesh() {
+        let c = parse(TWO).unwrap();
+        let names: Vec<&str> = c.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["m1->m2", "m2->m1"]);
+        assert_eq!(c.channels[0].conflict, ConflictMode::Strict);
+        assert_eq!(c.masters[1].port, 4302);
+        assert_eq!(c.relay.report_port, 3307);
+    }
+
+    #[test]
+    fn three_masters_mesh_has_six_channels() {
+        let text = format!(
+            "{TWO}\n[[masters]]\nname = \"m3\"\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n[apply]\nconflict = \"idempotent\"\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.channels.len(), 6);
+        assert!(
+            c.channels
+                .iter()
+                .all(|c| c.conflict == ConflictMode::Idempotent)
+        );
+        assert_eq!(c.masters[2].port, 3306);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = TWO.replace("port = 4302", "port = 4302\nprot = 1");
+        let e = error(&text);
+        assert!(
+            e.starts_with("/etc/relay.toml:13: prot: unknown field `prot`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        let text = TWO.replace("user = \"relay\"\npassword = \"pw2\"", "password = \"pw2\"");
+        let e = error(&text);
+        assert!(e.contains("user: missing field `user`"), "{e}");
+        assert!(e.starts_with("/etc/relay.toml:9:"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let e = error(&TWO.replace("port = 4301", "port = \"x\""));
+        assert!(
+            e.starts_with("/etc/relay.toml:5: port: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn channel_to_unknown_master_is_rejected() {
+        let text = format!("{TWO}\n[[channels]]\nsource = \"m1\"\ntarget = \"m9\"\n");
+        let e = error(&text);
+        assert_eq!(
+            e,
+            "/etc/relay.toml:18: channels[0].target: no master named 'm9' (masters: m1, m2)"
+        );
+    }
+
+    #[test]
+    fn explicit_channels_replace_the_mesh() {
+        let text = format!(
+            "{TWO}\n[[channels]]\nsource = \"m2\"\ntarget = \"m1\"\nconflict = \"idempotent\"\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.channels.len(), 1);
+        assert_eq!((c.channels[0].source, c.channels[0].target), (1, 0));
+        assert_eq!(c.channels[0].conflict, ConflictMode::Idempotent);
+    }
+
+    #[test]
+    fn missing_password_file_is_a_clear_error() {
+        let text = TWO.replace("password = \"pw1\"", "password_file = \"secrets/m1.pw\"");
+        let e = error(&text);
+        assert!(
+            e.starts_with(
+                "/etc/relay.toml:7: masters[0].password_file: cannot read /etc/secrets/m1.pw:"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn password_from_file_and_environment() {
+        let dir = std::env::temp_dir().join(format!("gtid-relay-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), "from-file\n").unwrap();
+        let text = TWO
+            .replace("password = \"pw1\"", "password_file = \"pw\"")
+            .replace("password = \"pw2\"", "password_env = \"PATH\"");
+        let c = Config::parse(&dir.join("relay.toml"), &text).unwrap();
+        assert_eq!(c.masters[0].password.expose(), "from-file");
+        assert_eq!(
+            c.masters[1].password.expose(),
+            std::env::var("PATH").unwrap()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug() {
+        let c = parse(TWO).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("pw1") && !dbg.contains("pw2"), "{dbg}");
+    }
+
+    #[test]
+    fn verify_ca_needs_a_ca() {
+        let text = TWO.replace(
+            "password = \"pw1\"",
+            "password = \"pw1\"\ntls = { ssl_mode = \"VERIFY_CA\" }",
+        );
+        let e = error(&text);
+        assert!(
+            e.contains("masters[0].tls.ca: ssl_mode VERIFY_CA needs a CA file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_ssl_mode_is_named() {
+        let text = TWO.replace(
+            "password = \"pw1\"",
+            "password = \"pw1\"\ntls = { ssl_mode = \"VERIFY\" }",
+        );
+        let e = error(&text);
+        assert!(e.contains("unknown variant `VERIFY`"), "{e}");
+        assert!(e.starts_with("/etc/relay.toml:8:"), "{e}");
+    }
+
+    #[test]
+    fn one_master_is_not_a_topology() {
+        let one = TWO
+            .split("\n[[masters]]")
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n[[masters]]");
+        assert!(error(&one).contains("at least two [[masters]]"));
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let e = error("[[masters]\nname = 1");
+        assert!(e.starts_with("/etc/relay.toml:1:"), "{e}");
+    }
+}
