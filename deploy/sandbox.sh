@@ -26,7 +26,7 @@ ROOT=$CACHE/mysql-sid
 NS=${SANDBOX_NS:-default}
 PORT_BASE=${SANDBOX_PORT_BASE:-4300}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CERTS=$(cd "$HERE/../certs" && pwd)
+CERTS=$HERE/../certs
 
 # The account the relay uses on every master; the password is a sandbox-only value.
 RELAY_USER=relay

@@ -2,4 +2,5 @@
 
 mod support;
 
+mod gtid_sets;
 mod sandbox;

@@ -1,0 +1,380 @@
+//! The apply side of a channel: one session on the target that replays each
+//! transaction under its original GTID.
+//!
+//! Row events go through `BINLOG '<base64>'` statements exactly as mysqlbinlog
+//! output does (after the source's FORMAT_DESCRIPTION event), DDL runs as SQL
+//! text with the source session's settings. `sql_log_bin` stays on, so the
+//! target binlogs every relayed transaction under its original GTID.
+
+mod session;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use crate::config::{ConflictMode, Master};
+use crate::conn::{self, ConnError, quote_ident, quote_str};
+use crate::gtid::{GtidSet, Uuid};
+use crate::source::assemble::{Statement, Step, TxnHeader};
+
+use session::SessionState;
+
+const ER_BAD_DB_ERROR: u32 = 1049;
+
+/// MySQL's UNDEFINED_SERVER_VERSION in GTID events.
+const UNDEFINED_SERVER_VERSION: u32 = 0x00FF_FFFF;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Connect(#[from] ConnError),
+    #[error("target {target}: {what}: error {errno}: {message}")]
+    Setup {
+        target: String,
+        what: &'static str,
+        errno: u32,
+        message: String,
+        transient: bool,
+    },
+    #[error(
+        "Worker failed executing transaction '{gtid}' on target {target}; Error '{message}' \
+         (errno {errno}) on {what}"
+    )]
+    Transaction {
+        target: String,
+        gtid: String,
+        errno: u32,
+        message: String,
+        what: String,
+        transient: bool,
+    },
+}
+
+impl ApplyError {
+    pub fn errno(&self) -> u32 {
+        match self {
+            ApplyError::Connect(e) => e.errno(),
+            ApplyError::Setup { errno, .. } | ApplyError::Transaction { errno, .. } => *errno,
+        }
+    }
+
+    /// Lost connections are retried; an error in a transaction stops the channel (strict).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApplyError::Connect(_) => true,
+            ApplyError::Setup { transient, .. } | ApplyError::Transaction { transient, .. } => {
+                *transient
+            }
+        }
+    }
+}
+
+/// The target as the applier found it on connect.
+pub struct TargetIdentity {
+    pub uuid: Uuid,
+    pub executed: GtidSet,
+}
+
+pub struct Applier {
+    conn: Conn,
+    target: String,
+    max_statement_bytes: usize,
+    /// The FORMAT_DESCRIPTION event this session has loaded.
+    fde: Option<Vec<u8>>,
+    /// Base64 of row events not yet sent, inside the current transaction.
+    pending_rows: String,
+    current: Option<TxnHeader>,
+    /// `SET GTID_NEXT` for `current` is still to be sent.
+    gtid_next_pending: bool,
+    session: SessionState,
+}
+
+impl Applier {
+    pub async fn connect(
+        target: &Master,
+        conflict: ConflictMode,
+        max_statement_bytes: usize,
+        timeout: Duration,
+    ) -> Result<(Applier, TargetIdentity), ApplyError> {
+        let mut c = conn::connect(target, timeout).await?;
+        let setup_err = |what: &'static str, e: mysql_async::Error| ApplyError::Setup {
+            target: target.name.clone(),
+            what,
+            errno: conn::errno_of(&e),
+            message: e.to_string(),
+            transient: conn::is_transient(&e),
+        };
+        // Behave like a replica applier session (mysqlbinlog output sets the same).
+        let mut init = String::from("SET @@SESSION.pseudo_replica_mode = 1");
+        if conflict == ConflictMode::Idempotent {
+            init.push_str(", @@SESSION.rbr_exec_mode = 'IDEMPOTENT'");
+        }
+        c.query_drop(init)
+            .await
+            .map_err(|e| setup_err("preparing the apply session", e))?;
+        let (uuid, executed): (String, String) = c
+            .query_first("SELECT @@server_uuid, @@GLOBAL.gtid_executed")
+            .await
+            .map_err(|e| setup_err("reading the target's gtid_executed", e))?
+            .ok_or_else(|| ApplyError::Setup {
+                target: target.name.clone(),
+                what: "reading the target's gtid_executed",
+                errno: conn::CR_SERVER_LOST,
+                message: "no row".into(),
+                transient: true,
+            })?;
+        let bad = |what: &'static str, message: String| ApplyError::Setup {
+            target: target.name.clone(),
+            what,
+            errno: 0,
+            message,
+            transient: false,
+        };
+        let identity = TargetIdentity {
+            uuid: uuid
+                .parse()
+                .map_err(|e| bad("parsing server_uuid", format!("{e}")))?,
+            executed: GtidSet::parse(&executed)
+                .map_err(|e| bad("parsing gtid_executed", format!("{e}")))?,
+        };
+        Ok((
+            Applier {
+                conn: c,
+                target: target.name.clone(),
+                max_statement_bytes,
+                fde: None,
+                pending_rows: String::new(),
+                current: None,
+                gtid_next_pending: false,
+                session: SessionState::default(),
+            },
+            identity,
+        ))
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Apply one step. Returns the header of the transaction it completed, if any.
+    pub async fn apply(&mut self, step: Step) -> Result<Option<TxnHeader>, ApplyError> {
+        match step {
+            Step::FormatDescription(fde) => {
+                if self.fde.as_ref() != Some(&fde) {
+                    let sql = format!("BINLOG '{}'", BASE64.encode(&fde));
+                    self.exec(sql, "the source's FORMAT_DESCRIPTION event")
+                        .await?;
+                    self.fde = Some(fde);
+                }
+                Ok(None)
+            }
+            // GTID_NEXT is set right before the transaction's first statement:
+            // a statement failing in between (a USE, say) would release the GTID.
+            Step::Begin(header) => {
+                self.current = Some(header);
+                self.gtid_next_pending = true;
+                Ok(None)
+            }
+            Step::Query(stmt) => {
+                self.flush_rows().await?;
+                self.statement(&stmt).await?;
+                Ok(None)
+            }
+            Step::Rows(event) => {
+                if !self.pending_rows.is_empty() {
+                    self.pending_rows.push('\n');
+                }
+                BASE64.encode_string(&event, &mut self.pending_rows);
+                if self.pending_rows.len() >= self.max_statement_bytes {
+                    self.flush_rows().await?;
+                }
+                Ok(None)
+            }
+            Step::Commit => {
+                self.flush_rows().await?;
+                self.exec(
+                    "COMMIT; SET @@SESSION.GTID_NEXT = 'AUTOMATIC'".to_string(),
+                    "COMMIT",
+                )
+                .await?;
+                Ok(self.current.take())
+            }
+            Step::Rollback => {
+                // The source rolled back; commit an empty transaction so that the
+                // GTID is still executed on the target, as a native replica does.
+                self.pending_rows.clear();
+                let gtid = self.current_gtid();
+                let sql = format!(
+                    "ROLLBACK; SET @@SESSION.GTID_NEXT = {}; BEGIN; COMMIT; SET @@SESSION.GTID_NEXT = 'AUTOMATIC'",
+                    quote_str(&gtid)
+                );
+                self.exec(sql, "ROLLBACK").await?;
+                Ok(self.current.take())
+            }
+            Step::Ddl(stmt) => {
+                self.statement(&stmt).await?;
+                self.exec(
+                    "SET @@SESSION.GTID_NEXT = 'AUTOMATIC'".to_string(),
+                    "SET GTID_NEXT",
+                )
+                .await?;
+                Ok(self.current.take())
+            }
+        }
+    }
+
+    /// Abandon the transaction in progress (its events will be sent again).
+    pub async fn rollback(&mut self) {
+        self.pending_rows.clear();
+        let gtid_was_set = !std::mem::take(&mut self.gtid_next_pending);
+        if self.current.take().is_some() && gtid_was_set {
+            let _ = self
+                .conn
+                .query_drop("ROLLBACK; SET @@SESSION.GTID_NEXT = 'AUTOMATIC'")
+                .await;
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self.conn.disconnect().await;
+    }
+
+    async fn flush_rows(&mut self) -> Result<(), ApplyError> {
+        if self.pending_rows.is_empty() {
+            return Ok(());
+        }
+        let mut sql = String::with_capacity(self.pending_rows.len() + 10);
+        sql.push_str("BINLOG '");
+        sql.push_str(&self.pending_rows);
+        sql.push('\'');
+        self.pending_rows.clear();
+        self.exec(sql, "row events").await
+    }
+
+    async fn statement(&mut self, stmt: &Statement) -> Result<(), ApplyError> {
+        let settings = self.session.prepare(stmt);
+        self.exec(settings, "setting the source session's variables")
+            .await?;
+        if !stmt.schema.is_empty() && self.session.schema() != Some(stmt.schema.as_str()) {
+            match self
+                .exec(format!("USE {}", quote_ident(&stmt.schema)), "USE")
+                .await
+            {
+                Ok(()) => self.session.set_schema(Some(&stmt.schema)),
+                // CREATE/DROP DATABASE are logged with the database they name as the
+                // default one, which the target may not have (a replica sets it
+                // unchecked). They name their database, so run them without it.
+                Err(e) if e.errno() == ER_BAD_DB_ERROR && names_its_database(&stmt.sql) => {
+                    self.session.set_schema(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self.gtid_next_pending {
+            if let Some(header) = &self.current {
+                let sql = begin_sql(header);
+                self.exec(sql, "SET GTID_NEXT").await?;
+            }
+            self.gtid_next_pending = false;
+        }
+        let text = String::from_utf8_lossy(&stmt.sql).into_owned();
+        let what = format!("query: {}", truncate(&text, 200));
+        self.exec_bytes(&stmt.sql, what).await
+    }
+
+    fn current_gtid(&self) -> String {
+        self.current
+            .as_ref()
+            .map(|h| h.gtid.to_string())
+            .unwrap_or_default()
+    }
+
+    async fn exec(&mut self, sql: String, what: &str) -> Result<(), ApplyError> {
+        self.exec_bytes(sql.as_bytes(), what.to_string()).await
+    }
+
+    async fn exec_bytes(&mut self, sql: &[u8], what: String) -> Result<(), ApplyError> {
+        self.conn
+            .query_drop(sql)
+            .await
+            .map_err(|e| ApplyError::Transaction {
+                target: self.target.clone(),
+                gtid: self.current_gtid(),
+                errno: conn::errno_of(&e),
+                message: match &e {
+                    mysql_async::Error::Server(s) => s.message.clone(),
+                    other => other.to_string(),
+                },
+                what,
+                transient: conn::is_transient(&e),
+            })
+    }
+}
+
+/// The statements that open a transaction: the origin's commit time and server
+/// versions (as mysqlbinlog sets them), then its GTID.
+fn begin_sql(h: &TxnHeader) -> String {
+    let mut sql = String::from("SET ");
+    if h.original_commit_us != 0 {
+        sql.push_str(&format!(
+            "@@SESSION.original_commit_timestamp = {}, ",
+            h.original_commit_us
+        ));
+    }
+    if h.original_server_version != UNDEFINED_SERVER_VERSION && h.original_server_version != 0 {
+        sql.push_str(&format!(
+            "@@SESSION.original_server_version = {}, @@SESSION.immediate_server_version = {}, ",
+            h.original_server_version, h.immediate_server_version
+        ));
+    }
+    sql.push_str(&format!(
+        "@@SESSION.GTID_NEXT = {}",
+        quote_str(&h.gtid.to_string())
+    ));
+    sql
+}
+
+/// `CREATE|DROP DATABASE|SCHEMA ...`, after leading blanks and comments.
+fn names_its_database(sql: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(sql);
+    let mut rest = text.trim_start();
+    while let Some(after) = rest.strip_prefix("/*") {
+        rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+    }
+    let words: Vec<String> = rest
+        .split_whitespace()
+        .take(2)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    matches!(
+        words
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        ["CREATE" | "DROP", "DATABASE" | "SCHEMA"]
+    )
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_its_database;
+
+    #[test]
+    fn database_statements_are_recognised() {
+        assert!(names_its_database(b"CREATE DATABASE s1"));
+        assert!(names_its_database(b"  /* x */ drop schema if exists `s1`"));
+        assert!(!names_its_database(b"CREATE TABLE t (id int)"));
+        assert!(!names_its_database(b"DROP TABLE database"));
+    }
+}

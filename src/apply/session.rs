@@ -1,0 +1,189 @@
+//! The source session's settings, replayed on the apply session before a
+//! statement, the way mysqlbinlog prints them: only what changed is sent.
+
+use crate::conn::quote_str;
+use crate::source::assemble::{SessionSettings, Statement};
+
+// Bits of the Query event's Flags2 status variable (sql/log_event.h).
+const OPTION_AUTO_IS_NULL: u32 = 1 << 14;
+const OPTION_NO_FOREIGN_KEY_CHECKS: u32 = 1 << 26;
+const OPTION_RELAXED_UNIQUE_CHECKS: u32 = 1 << 27;
+
+#[derive(Debug, Default)]
+pub struct SessionState {
+    applied: SessionSettings,
+    schema: Option<String>,
+}
+
+impl SessionState {
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// The session's default database; None when unknown.
+    pub fn set_schema(&mut self, schema: Option<&str>) {
+        self.schema = schema.map(str::to_string);
+    }
+
+    /// SQL (possibly empty, else ending in "; ") that brings the session to `stmt`'s settings.
+    pub fn prepare(&mut self, stmt: &Statement) -> String {
+        let s = &stmt.settings;
+        let mut vars: Vec<String> = Vec::new();
+        let mut changed = |new: Option<String>, old: Option<String>| {
+            if let Some(v) = new
+                && Some(&v) != old.as_ref()
+            {
+                vars.push(v);
+            }
+        };
+        let flags = |f: Option<u32>| {
+            f.map(|f| {
+                format!(
+                    "@@SESSION.foreign_key_checks = {}, @@SESSION.sql_auto_is_null = {}, @@SESSION.unique_checks = {}",
+                    u8::from(f & OPTION_NO_FOREIGN_KEY_CHECKS == 0),
+                    u8::from(f & OPTION_AUTO_IS_NULL != 0),
+                    u8::from(f & OPTION_RELAXED_UNIQUE_CHECKS == 0),
+                )
+            })
+        };
+        changed(flags(s.flags2), flags(self.applied.flags2));
+        let sql_mode = |m: Option<u64>| m.map(|m| format!("@@SESSION.sql_mode = {m}"));
+        changed(sql_mode(s.sql_mode), sql_mode(self.applied.sql_mode));
+        let auto_inc = |a: Option<(u16, u16)>| {
+            a.map(|(i, o)| format!("@@SESSION.auto_increment_increment = {i}, @@SESSION.auto_increment_offset = {o}"))
+        };
+        changed(
+            auto_inc(s.auto_increment),
+            auto_inc(self.applied.auto_increment),
+        );
+        let charset = |c: Option<(u16, u16, u16)>| {
+            c.map(|(client, conn, server)| {
+                format!(
+                    "@@SESSION.character_set_client = {client}, @@SESSION.collation_connection = {conn}, \
+                     @@SESSION.collation_server = {server}"
+                )
+            })
+        };
+        changed(charset(s.charset), charset(self.applied.charset));
+        let tz = |t: &Option<String>| {
+            t.as_ref()
+                .map(|t| format!("@@SESSION.time_zone = {}", quote_str(t)))
+        };
+        changed(tz(&s.time_zone), tz(&self.applied.time_zone));
+        let num = |name: &str, v: Option<u64>| v.map(|v| format!("@@SESSION.{name} = {v}"));
+        let pairs: [(&str, Option<u64>, Option<u64>); 6] = [
+            (
+                "lc_time_names",
+                s.lc_time_names.map(u64::from),
+                self.applied.lc_time_names.map(u64::from),
+            ),
+            (
+                "collation_database",
+                s.collation_database.map(u64::from),
+                self.applied.collation_database.map(u64::from),
+            ),
+            (
+                "explicit_defaults_for_timestamp",
+                s.explicit_defaults_for_timestamp.map(u64::from),
+                self.applied.explicit_defaults_for_timestamp.map(u64::from),
+            ),
+            (
+                "default_collation_for_utf8mb4",
+                s.default_collation_for_utf8mb4.map(u64::from),
+                self.applied.default_collation_for_utf8mb4.map(u64::from),
+            ),
+            (
+                "sql_require_primary_key",
+                s.sql_require_primary_key.map(u64::from),
+                self.applied.sql_require_primary_key.map(u64::from),
+            ),
+            (
+                "default_table_encryption",
+                s.default_table_encryption.map(u64::from),
+                self.applied.default_table_encryption.map(u64::from),
+            ),
+        ];
+        for (name, new, old) in pairs {
+            changed(num(name, new), num(name, old));
+        }
+        // The statement's time, so NOW()/CURRENT_TIMESTAMP defaults match the source.
+        let timestamp = match stmt.micros {
+            Some(us) => format!("TIMESTAMP = {}.{us:06}", stmt.timestamp),
+            None => format!("TIMESTAMP = {}", stmt.timestamp),
+        };
+        vars.push(timestamp);
+        vars.push(format!("@@SESSION.pseudo_thread_id = {}", stmt.thread_id));
+        self.applied = merge(&self.applied, s);
+        format!("SET {}; ", vars.join(", "))
+    }
+}
+
+/// Settings the session holds after applying `new` on top of `old`.
+fn merge(old: &SessionSettings, new: &SessionSettings) -> SessionSettings {
+    SessionSettings {
+        flags2: new.flags2.or(old.flags2),
+        sql_mode: new.sql_mode.or(old.sql_mode),
+        auto_increment: new.auto_increment.or(old.auto_increment),
+        charset: new.charset.or(old.charset),
+        time_zone: new.time_zone.clone().or_else(|| old.time_zone.clone()),
+        lc_time_names: new.lc_time_names.or(old.lc_time_names),
+        collation_database: new.collation_database.or(old.collation_database),
+        explicit_defaults_for_timestamp: new
+            .explicit_defaults_for_timestamp
+            .or(old.explicit_defaults_for_timestamp),
+        default_collation_for_utf8mb4: new
+            .default_collation_for_utf8mb4
+            .or(old.default_collation_for_utf8mb4),
+        sql_require_primary_key: new.sql_require_primary_key.or(old.sql_require_primary_key),
+        default_table_encryption: new
+            .default_table_encryption
+            .or(old.default_table_encryption),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt(settings: SessionSettings) -> Statement {
+        Statement {
+            sql: b"CREATE TABLE t (id INT)".to_vec(),
+            schema: "d".into(),
+            settings,
+            thread_id: 7,
+            timestamp: 1_700_000_000,
+            micros: Some(42),
+        }
+    }
+
+    #[test]
+    fn only_changed_settings_are_sent_again() {
+        let mut state = SessionState::default();
+        let s = SessionSettings {
+            flags2: Some(OPTION_NO_FOREIGN_KEY_CHECKS),
+            sql_mode: Some(1_168_113_696),
+            time_zone: Some("SYSTEM".into()),
+            ..Default::default()
+        };
+        let first = state.prepare(&stmt(s.clone()));
+        assert_eq!(
+            first,
+            "SET @@SESSION.foreign_key_checks = 0, @@SESSION.sql_auto_is_null = 0, @@SESSION.unique_checks = 1, \
+             @@SESSION.sql_mode = 1168113696, @@SESSION.time_zone = 'SYSTEM', TIMESTAMP = 1700000000.000042, \
+             @@SESSION.pseudo_thread_id = 7; "
+        );
+        let second = state.prepare(&stmt(s));
+        assert_eq!(
+            second,
+            "SET TIMESTAMP = 1700000000.000042, @@SESSION.pseudo_thread_id = 7; "
+        );
+        let third = state.prepare(&stmt(SessionSettings {
+            sql_mode: Some(0),
+            ..Default::default()
+        }));
+        assert!(
+            third.starts_with("SET @@SESSION.sql_mode = 0, TIMESTAMP"),
+            "{third}"
+        );
+    }
+}

@@ -1,0 +1,779 @@
+//! Channels and their supervision.
+//!
+//! A channel relays S -> T. Each run of it is a *session*: the applier connects
+//! to T and reads its `gtid_executed` (the only position there is), the reader
+//! dumps from S what T lacks, and a bounded queue between them gives
+//! backpressure to the socket. Any error, STOP REPLICA or shutdown ends the
+//! session; the next one starts again from T's `gtid_executed`, so nothing
+//! queued but unapplied is lost and nothing applied is repeated.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::apply::{Applier, ApplyError};
+use crate::config::{ApplySettings, ChannelConfig, Config, Master, SourceSettings, SslMode};
+use crate::filter::{self, Verdict};
+use crate::gtid::{GtidSet, Uuid};
+use crate::source::assemble::{Assembler, Step};
+use crate::source::{self, Registration, SourceError};
+use crate::status::{
+    ChannelStatus, ControlError, IoRunning, LastError, Replicas, SourceTls, Threads,
+};
+
+/// Steps buffered between reader and applier; rows events are ≤ 8 KiB by
+/// default, so this bounds the queue to a few MiB.
+const QUEUE_STEPS: usize = 512;
+/// How long a stopping reader may take to reach a transaction boundary, and an
+/// applier to drain the queue, before they are cut off (T rolls back).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Desired {
+    io: bool,
+    sql: bool,
+}
+
+/// Mutable state behind `SHOW REPLICA STATUS`.
+#[derive(Debug)]
+struct State {
+    io: IoRunning,
+    io_state: &'static str,
+    sql_running: bool,
+    sql_state: &'static str,
+    source_uuid: Option<Uuid>,
+    source_server_id: Option<u32>,
+    target_uuid: Option<Uuid>,
+    last_io_error: Option<LastError>,
+    last_sql_error: Option<LastError>,
+    retrieved: GtidSet,
+    /// Original commit time of the transaction being applied.
+    applying_since_us: Option<u64>,
+    log_file: String,
+    log_pos: u64,
+    retry_count: u64,
+    transactions_received: u64,
+    transactions_applied: u64,
+    skipped_loop: u64,
+    skipped_applied: u64,
+    events_received: u64,
+    bytes_received: u64,
+    reconnects: u64,
+    last_applied_original_commit_us: Option<u64>,
+    last_applied_gtid: Option<String>,
+    last_applied_at: Option<SystemTime>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            io: IoRunning::No,
+            io_state: "",
+            sql_running: false,
+            sql_state: "",
+            source_uuid: None,
+            source_server_id: None,
+            target_uuid: None,
+            last_io_error: None,
+            last_sql_error: None,
+            retrieved: GtidSet::new(),
+            applying_since_us: None,
+            log_file: String::new(),
+            log_pos: 0,
+            retry_count: 0,
+            transactions_received: 0,
+            transactions_applied: 0,
+            skipped_loop: 0,
+            skipped_applied: 0,
+            events_received: 0,
+            bytes_received: 0,
+            reconnects: 0,
+            last_applied_original_commit_us: None,
+            last_applied_gtid: None,
+            last_applied_at: None,
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn last_error(errno: u32, message: String) -> Option<LastError> {
+    Some(LastError {
+        errno,
+        message,
+        at: SystemTime::now(),
+    })
+}
+
+pub struct Channel {
+    config: ChannelConfig,
+    source: Master,
+    target: Master,
+    registration: Registration,
+    source_settings: SourceSettings,
+    apply_settings: ApplySettings,
+    /// T's executed set as known to every channel into T (a mesh delivers some
+    /// transactions by two paths; the first to commit wins, the rest skip).
+    target_executed: Arc<Mutex<GtidSet>>,
+    state: Mutex<State>,
+    desired: watch::Sender<Desired>,
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// Stopped on request, or a fatal error already cleared the desired state.
+    Stopped,
+    /// A transient failure: try again after a backoff.
+    Retry,
+}
+
+impl Channel {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn executed(&self) -> MutexGuard<'_, GtidSet> {
+        self.target_executed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Supervise sessions until `shutdown` turns true.
+    async fn supervise(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut desired_rx = self.desired.subscribe();
+        let mut backoff = self.source_settings.reconnect_min;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let desired = *desired_rx.borrow_and_update();
+            if !desired.io && !desired.sql {
+                {
+                    let mut st = self.state();
+                    st.io = IoRunning::No;
+                    st.io_state = "";
+                    st.sql_running = false;
+                    st.sql_state = "";
+                }
+                tokio::select! {
+                    _ = desired_rx.changed() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let started = tokio::time::Instant::now();
+            match self
+                .clone()
+                .session(desired, &mut desired_rx, &mut shutdown)
+                .await
+            {
+                SessionEnd::Stopped => backoff = self.source_settings.reconnect_min,
+                SessionEnd::Retry => {
+                    // A session that ran for a while earned a fresh backoff.
+                    if started.elapsed() > self.source_settings.reconnect_max {
+                        backoff = self.source_settings.reconnect_min;
+                    }
+                    {
+                        let mut st = self.state();
+                        st.retry_count += 1;
+                        st.reconnects += 1;
+                        if desired.io {
+                            st.io = IoRunning::Connecting;
+                            st.io_state = "Waiting to reconnect after a failed source event read";
+                        }
+                    }
+                    debug!(channel = %self.name(), ?backoff, "retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = desired_rx.changed() => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(self.source_settings.reconnect_max);
+                }
+            }
+        }
+        let mut st = self.state();
+        st.io = IoRunning::No;
+        st.sql_running = false;
+    }
+
+    /// One session: connect T, start reader and/or applier, run until something ends it.
+    async fn session(
+        self: Arc<Self>,
+        desired: Desired,
+        desired_rx: &mut watch::Receiver<Desired>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> SessionEnd {
+        if desired.io {
+            let mut st = self.state();
+            st.io = IoRunning::Connecting;
+            st.io_state = "Connecting to source";
+        }
+        let connected = Applier::connect(
+            &self.target,
+            self.config.conflict,
+            self.apply_settings.max_statement_bytes,
+            self.source_settings.connect_timeout,
+        )
+        .await;
+        let (applier, target) = match connected {
+            Ok(x) => x,
+            Err(e) => return self.apply_failed(e),
+        };
+        self.executed().union_with(&target.executed);
+        self.state().target_uuid = Some(target.uuid);
+
+        let (tx, rx) = mpsc::channel::<Step>(QUEUE_STEPS);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let span = info_span!("channel", channel = %self.name());
+        let mut reader: Option<JoinHandle<Result<(), SourceError>>> = if desired.io {
+            Some(tokio::spawn(
+                self.clone()
+                    .read(target.uuid, tx, stop_rx)
+                    .instrument(span.clone()),
+            ))
+        } else {
+            drop(tx);
+            None
+        };
+        // With the applier stopped the queue stays open and fills up, so the
+        // reader blocks on it: backpressure instead of unbounded buffering.
+        let mut parked_rx = None;
+        let mut applier_task: Option<JoinHandle<Result<(), ApplyError>>> = if desired.sql {
+            Some(tokio::spawn(
+                self.clone().apply(applier, rx).instrument(span),
+            ))
+        } else {
+            parked_rx = Some(rx);
+            applier.close().await;
+            None
+        };
+
+        let mut end = SessionEnd::Stopped;
+        let mut stopping: Option<tokio::time::Instant> = None;
+        loop {
+            if reader.is_none() && applier_task.is_none() {
+                break;
+            }
+            let deadline = stopping.map(|t| t + STOP_GRACE);
+            tokio::select! {
+                r = join(&mut reader) => {
+                    reader = None;
+                    if let Err(e) = r {
+                        end = end.worse(self.read_failed(e));
+                    }
+                    if parked_rx.is_some() {
+                        break;
+                    }
+                }
+                a = join(&mut applier_task) => {
+                    applier_task = None;
+                    if let Err(e) = a {
+                        end = end.worse(self.apply_failed(e));
+                    }
+                    // Nothing consumes the queue any more: the reader must go.
+                    if let Some(r) = reader.take() {
+                        r.abort();
+                        let _ = r.await;
+                    }
+                }
+                _ = desired_rx.changed(), if stopping.is_none() => {
+                    let _ = stop_tx.send(true);
+                    stopping = Some(tokio::time::Instant::now());
+                }
+                _ = shutdown.changed(), if stopping.is_none() => {
+                    let _ = stop_tx.send(true);
+                    stopping = Some(tokio::time::Instant::now());
+                }
+                _ = sleep_until(deadline) => {
+                    warn!(channel = %self.name(), "stop grace period over; abandoning the transaction in progress");
+                    for task in [reader.take().map(|t| t.abort_handle()), applier_task.take().map(|t| t.abort_handle())]
+                        .into_iter()
+                        .flatten()
+                    {
+                        task.abort();
+                    }
+                }
+            }
+        }
+        drop(parked_rx);
+        {
+            let mut st = self.state();
+            st.applying_since_us = None;
+            if st.io != IoRunning::Connecting || !desired.io {
+                st.io = IoRunning::No;
+            }
+            st.sql_running = false;
+        }
+        end
+    }
+
+    fn read_failed(&self, e: SourceError) -> SessionEnd {
+        let fatal = e.is_fatal();
+        let message = e.to_string();
+        {
+            let mut st = self.state();
+            st.last_io_error = last_error(e.errno(), message.clone());
+            st.io = if fatal {
+                IoRunning::No
+            } else {
+                IoRunning::Connecting
+            };
+        }
+        if fatal {
+            error!(channel = %self.name(), errno = e.errno(), "{message}; the channel's IO thread stops");
+            self.desired.send_modify(|d| d.io = false);
+            SessionEnd::Stopped
+        } else {
+            warn!(channel = %self.name(), errno = e.errno(), "{message}");
+            SessionEnd::Retry
+        }
+    }
+
+    fn apply_failed(&self, e: ApplyError) -> SessionEnd {
+        let message = e.to_string();
+        let transient = e.is_transient();
+        {
+            let mut st = self.state();
+            st.last_sql_error = last_error(e.errno(), message.clone());
+        }
+        if transient {
+            warn!(channel = %self.name(), errno = e.errno(), "{message}");
+            SessionEnd::Retry
+        } else {
+            error!(channel = %self.name(), errno = e.errno(), "{message}; the channel's SQL thread stops");
+            self.desired.send_modify(|d| d.sql = false);
+            SessionEnd::Stopped
+        }
+    }
+
+    /// The IO half: dump from S, assemble, filter, queue.
+    async fn read(
+        self: Arc<Self>,
+        target_uuid: Uuid,
+        tx: mpsc::Sender<Step>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), SourceError> {
+        let position = self.executed().clone();
+        let opened = source::open(
+            &self.source,
+            &self.target.name,
+            &position,
+            &self.registration,
+            self.source_settings.connect_timeout,
+            self.source_settings.read_timeout,
+        )
+        .await;
+        let (identity, mut binlog) = opened?;
+        {
+            let mut st = self.state();
+            st.io = IoRunning::Yes;
+            st.io_state = "Waiting for source to send event";
+            st.source_uuid = Some(identity.uuid);
+            st.source_server_id = Some(identity.server_id);
+            st.last_io_error = None;
+            st.retry_count = 0;
+        }
+        info!(source_uuid = %identity.uuid, from = %position, "streaming from {}", self.source.name);
+        let mut assembler = Assembler::default();
+        let mut skipping = false;
+        let result = loop {
+            let event = tokio::select! {
+                biased;
+                _ = stop.changed(), if !assembler.in_transaction() => break Ok(()),
+                e = binlog.next() => match e {
+                    Ok(e) => e,
+                    Err(e) => break Err(e),
+                },
+            };
+            {
+                let mut st = self.state();
+                st.events_received += 1;
+                st.bytes_received += u64::from(event.header().event_size());
+                st.log_pos = binlog.log_pos;
+                if st.log_file != binlog.log_file {
+                    st.log_file.clone_from(&binlog.log_file);
+                }
+            }
+            let step = match assembler.feed(&event) {
+                Ok(Some(step)) => step,
+                Ok(None) => continue,
+                Err(e) => {
+                    break Err(SourceError::Stream {
+                        code: 0,
+                        message: format!("source {}: {e}", self.source.name),
+                    });
+                }
+            };
+            if let Step::Begin(header) = &step {
+                let verdict = filter::decide(&header.gtid, &target_uuid, &self.executed());
+                let mut st = self.state();
+                st.retrieved.insert(&header.gtid);
+                st.transactions_received += 1;
+                match verdict {
+                    Verdict::Apply => skipping = false,
+                    Verdict::SkipLoop => {
+                        st.skipped_loop += 1;
+                        skipping = true;
+                    }
+                    Verdict::SkipApplied => {
+                        st.skipped_applied += 1;
+                        skipping = true;
+                    }
+                }
+                if skipping {
+                    debug!(gtid = %header.gtid, ?verdict, "skipped");
+                }
+            }
+            if skipping && !matches!(step, Step::FormatDescription(_)) {
+                continue;
+            }
+            // Blocks while the queue is full; a gone applier ends the session anyway.
+            if tx.send(step).await.is_err() {
+                break Ok(());
+            }
+        };
+        binlog.close().await;
+        result
+    }
+
+    /// The SQL half: apply queued steps on T.
+    async fn apply(
+        self: Arc<Self>,
+        mut applier: Applier,
+        mut rx: mpsc::Receiver<Step>,
+    ) -> Result<(), ApplyError> {
+        {
+            let mut st = self.state();
+            st.sql_running = true;
+            st.sql_state = "Replica has read all relay log; waiting for more updates";
+        }
+        while let Some(step) = rx.recv().await {
+            if let Step::Begin(header) = &step {
+                let mut st = self.state();
+                st.applying_since_us = Some(header.original_commit_us);
+                st.sql_state = "Waiting for dependent transaction to commit";
+            }
+            match applier.apply(step).await {
+                Ok(Some(done)) => {
+                    self.executed().insert(&done.gtid);
+                    let mut st = self.state();
+                    st.transactions_applied += 1;
+                    st.applying_since_us = None;
+                    st.sql_state = "Replica has read all relay log; waiting for more updates";
+                    st.last_applied_original_commit_us = Some(done.original_commit_us);
+                    st.last_applied_gtid = Some(done.gtid.to_string());
+                    st.last_applied_at = Some(SystemTime::now());
+                    st.last_sql_error = None;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    applier.rollback().await;
+                    applier.close().await;
+                    return Err(e);
+                }
+            }
+        }
+        // The reader stopped: whatever transaction is open was not fully received.
+        applier.rollback().await;
+        applier.close().await;
+        Ok(())
+    }
+
+    pub fn status(&self) -> ChannelStatus {
+        let executed = self.executed().to_string();
+        let st = self.state();
+        let seconds_behind = st.sql_running.then(|| {
+            st.applying_since_us
+                .map_or(0, |since| now_us().saturating_sub(since) / 1_000_000)
+        });
+        ChannelStatus {
+            name: self.config.name.clone(),
+            source_name: self.source.name.clone(),
+            target_name: self.target.name.clone(),
+            source_host: self.source.host.clone(),
+            source_port: self.source.port,
+            source_user: self.source.user.clone(),
+            source_uuid: st.source_uuid.map(|u| u.to_string()),
+            source_server_id: st.source_server_id,
+            target_uuid: st.target_uuid.map(|u| u.to_string()),
+            relay_server_id: self.registration.server_id,
+            io_running: st.io,
+            io_state: st.io_state.to_string(),
+            sql_running: st.sql_running,
+            sql_state: st.sql_state.to_string(),
+            last_io_error: st.last_io_error.clone(),
+            last_sql_error: st.last_sql_error.clone(),
+            retrieved_gtid_set: st.retrieved.to_string(),
+            executed_gtid_set: executed,
+            seconds_behind_source: seconds_behind,
+            source_log_file: st.log_file.clone(),
+            read_source_log_pos: st.log_pos,
+            connect_retry_secs: u32::try_from(self.source_settings.reconnect_max.as_secs())
+                .unwrap_or(u32::MAX),
+            retry_count: st.retry_count,
+            heartbeat_period_secs: self.source_settings.heartbeat.as_secs_f64(),
+            tls: SourceTls {
+                allowed: match self.source.tls.ssl_mode {
+                    SslMode::Disabled => "No",
+                    _ => "Yes",
+                },
+                ca_file: path_text(&self.source.tls.ca),
+                cert: path_text(&self.source.tls.cert),
+                key: path_text(&self.source.tls.key),
+                verify_server_cert: self.source.tls.ssl_mode == SslMode::VerifyIdentity,
+            },
+            conflict_mode: self.config.conflict.as_str(),
+            transactions_received: st.transactions_received,
+            transactions_applied: st.transactions_applied,
+            transactions_skipped_loop: st.skipped_loop,
+            transactions_skipped_applied: st.skipped_applied,
+            events_received: st.events_received,
+            bytes_received: st.bytes_received,
+            reconnects: st.reconnects,
+            last_applied_original_commit_us: st.last_applied_original_commit_us,
+            last_applied_gtid: st.last_applied_gtid.clone(),
+            last_applied_at: st.last_applied_at,
+        }
+    }
+
+    fn set_desired(&self, threads: Threads, on: bool) {
+        self.desired.send_modify(|d| match threads {
+            Threads::Both => {
+                d.io = on;
+                d.sql = on;
+            }
+            Threads::Io => d.io = on,
+            Threads::Sql => d.sql = on,
+        });
+    }
+
+    fn halted(&self, threads: Threads) -> bool {
+        let st = self.state();
+        let io_stopped = st.io == IoRunning::No;
+        match threads {
+            Threads::Both => io_stopped && !st.sql_running,
+            Threads::Io => io_stopped,
+            Threads::Sql => !st.sql_running,
+        }
+    }
+}
+
+fn path_text(p: &Option<std::path::PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+impl SessionEnd {
+    fn worse(self, other: SessionEnd) -> SessionEnd {
+        match (self, other) {
+            (SessionEnd::Retry, _) | (_, SessionEnd::Retry) => SessionEnd::Retry,
+            _ => SessionEnd::Stopped,
+        }
+    }
+}
+
+/// Await an optional task; pending forever when there is none. A panicked or
+/// aborted task counts as a clean end (aborts only happen on purpose).
+async fn join<E>(task: &mut Option<JoinHandle<Result<(), E>>>) -> Result<(), E> {
+    match task {
+        Some(t) => match t.await {
+            Ok(r) => r,
+            Err(join_error) => {
+                if join_error.is_panic() {
+                    error!("channel task panicked: {join_error}");
+                }
+                Ok(())
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A deterministic server_id and replica UUID per channel and relay instance,
+/// so that a source never mistakes one relay channel for another (it would
+/// disconnect the older dump thread), while a restarted relay keeps its identity.
+fn identity_seed(config: &Config, channel: &ChannelConfig) -> u64 {
+    // FNV-1a: stable across Rust versions, unlike DefaultHasher.
+    let host = hostname();
+    let text = format!(
+        "{host}\0{}\0{}\0{}",
+        config.relay.report_host, config.relay.report_port, channel.name
+    );
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+fn registration(config: &Config, index: usize, channel: &ChannelConfig) -> Registration {
+    let seed = identity_seed(config, channel);
+    let server_id = match config.relay.server_id {
+        Some(base) => base.wrapping_add(u32::try_from(index).unwrap_or(0)),
+        // Keep clear of small hand-assigned ids.
+        None => 0x4000_0000 | (u32::try_from(seed & 0x3FFF_FFFF).unwrap_or(0)),
+    };
+    let b = seed.to_be_bytes();
+    let c = seed
+        .rotate_left(29)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .to_be_bytes();
+    let replica_uuid = format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-5{:x}{:02x}-{:x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6] & 0x0F,
+        b[7],
+        8 | (c[0] & 0x03),
+        c[1],
+        c[2],
+        c[3],
+        c[4],
+        c[5],
+        c[6],
+        c[7]
+    );
+    Registration {
+        server_id,
+        replica_uuid,
+        report_host: config.relay.report_host.clone(),
+        report_port: config.relay.report_port,
+        heartbeat: config.source.heartbeat,
+    }
+}
+
+/// All channels of one relay process.
+pub struct Relay {
+    channels: Vec<Arc<Channel>>,
+}
+
+impl Relay {
+    pub fn new(config: &Config) -> Relay {
+        let executed_by_target: Vec<Arc<Mutex<GtidSet>>> = config
+            .masters
+            .iter()
+            .map(|_| Arc::new(Mutex::new(GtidSet::new())))
+            .collect();
+        let channels = config
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (desired, _) = watch::channel(Desired {
+                    io: true,
+                    sql: true,
+                });
+                Arc::new(Channel {
+                    config: c.clone(),
+                    source: config.channel_source(c).clone(),
+                    target: config.channel_target(c).clone(),
+                    registration: registration(config, i, c),
+                    source_settings: config.source.clone(),
+                    apply_settings: config.apply.clone(),
+                    target_executed: executed_by_target[c.target].clone(),
+                    state: Mutex::new(State::default()),
+                    desired,
+                })
+            })
+            .collect();
+        Relay { channels }
+    }
+
+    /// Run every channel until `shutdown` resolves, then stop them cleanly:
+    /// each finishes or rolls back the transaction it is in.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let tasks: Vec<JoinHandle<()>> = self
+            .channels
+            .iter()
+            .map(|c| {
+                info!(channel = %c.name(), conflict = c.config.conflict.as_str(), server_id = c.registration.server_id, "starting channel");
+                tokio::spawn(c.clone().supervise(stop_rx.clone()))
+            })
+            .collect();
+        shutdown.await;
+        info!("shutting down: stopping channels at transaction boundaries");
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        info!("all channels stopped");
+    }
+
+    fn select(&self, channel: Option<&str>) -> Result<Vec<Arc<Channel>>, ControlError> {
+        match channel {
+            None => Ok(self.channels.clone()),
+            Some(name) => self
+                .channels
+                .iter()
+                .find(|c| c.name() == name)
+                .map(|c| vec![c.clone()])
+                .ok_or_else(|| ControlError::NoSuchChannel(name.to_string())),
+        }
+    }
+}
+
+impl Replicas for Relay {
+    fn channels(&self) -> Vec<ChannelStatus> {
+        self.channels.iter().map(|c| c.status()).collect()
+    }
+
+    fn start(&self, channel: Option<&str>, threads: Threads) -> Result<(), ControlError> {
+        for c in self.select(channel)? {
+            info!(channel = %c.name(), ?threads, "START REPLICA");
+            c.set_desired(threads, true);
+        }
+        Ok(())
+    }
+
+    fn stop(
+        &self,
+        channel: Option<&str>,
+        threads: Threads,
+    ) -> BoxFuture<'static, Result<(), ControlError>> {
+        let selected = self.select(channel);
+        Box::pin(async move {
+            let selected = selected?;
+            for c in &selected {
+                info!(channel = %c.name(), ?threads, "STOP REPLICA");
+                c.set_desired(threads, false);
+            }
+            let deadline = tokio::time::Instant::now() + STOP_GRACE * 2;
+            while !selected.iter().all(|c| c.halted(threads))
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,314 @@
+//! Transaction assembly: turn the binlog event stream into typed steps.
+//!
+//! A GTID transaction is `GTID (or GTID_TAGGED) → Query BEGIN → (Table_map,
+//! Rows…)… → Xid or Query COMMIT`, or `GTID → Query <DDL>` for a statement that
+//! commits itself. Events unpacked from a TRANSACTION_PAYLOAD arrive as ordinary
+//! events right after it, so the payload event itself is skipped.
+
+use mysql_common::binlog::consts::BinlogVersion;
+use mysql_common::binlog::consts::EventType;
+use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, StatusVarVal};
+
+use crate::gtid::{Gtid, Tag, Uuid};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AssembleError {
+    #[error("cannot decode {kind} event: {message}")]
+    Decode { kind: String, message: String },
+    #[error(
+        "the source sent an anonymous (non-GTID) transaction; set gtid_mode=ON on the source \
+         (`gtid-relay gtid-mode enable`)"
+    )]
+    Anonymous,
+    #[error("the source sent a statement-based {kind} event; set binlog_format=ROW on the source")]
+    StatementBased { kind: String },
+    #[error("{kind} event outside a transaction")]
+    OutsideTransaction { kind: String },
+    #[error("transaction {gtid} ended without COMMIT before the next GTID")]
+    Unterminated { gtid: String },
+    #[error("unsupported event {kind}: {why}")]
+    Unsupported { kind: String, why: &'static str },
+}
+
+/// What the GTID event says about its transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnHeader {
+    pub gtid: Gtid,
+    /// Logical clock, restarting with every binlog file.
+    pub last_committed: u64,
+    pub sequence_number: u64,
+    /// µs since the epoch on the origin master, and on the immediate source.
+    pub original_commit_us: u64,
+    pub immediate_commit_us: u64,
+    pub original_server_version: u32,
+    pub immediate_server_version: u32,
+}
+
+/// Session state a Query event was executed with on the source (its status variables).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionSettings {
+    pub flags2: Option<u32>,
+    pub sql_mode: Option<u64>,
+    pub auto_increment: Option<(u16, u16)>,
+    /// character_set_client, collation_connection, collation_server (collation ids).
+    pub charset: Option<(u16, u16, u16)>,
+    pub time_zone: Option<String>,
+    pub lc_time_names: Option<u16>,
+    pub collation_database: Option<u16>,
+    pub explicit_defaults_for_timestamp: Option<bool>,
+    pub default_collation_for_utf8mb4: Option<u16>,
+    pub sql_require_primary_key: Option<u8>,
+    pub default_table_encryption: Option<u8>,
+}
+
+/// A statement to run as SQL text on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub sql: Vec<u8>,
+    /// The source session's default database ("" for none).
+    pub schema: String,
+    pub settings: SessionSettings,
+    pub thread_id: u32,
+    /// Event timestamp (seconds) and the Microseconds status variable.
+    pub timestamp: u32,
+    pub micros: Option<u32>,
+}
+
+/// One step of the relayed stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A FORMAT_DESCRIPTION event (serialised); apply sessions load it first.
+    FormatDescription(Vec<u8>),
+    /// A transaction starts.
+    Begin(TxnHeader),
+    /// `BEGIN` or another statement inside a BEGIN…COMMIT transaction.
+    Query(Statement),
+    /// A Table_map or Rows event, serialised with its checksum, for a `BINLOG` statement.
+    Rows(Vec<u8>),
+    /// XID or `COMMIT`: the transaction is complete.
+    Commit,
+    /// `ROLLBACK`: the transaction ends without effect.
+    Rollback,
+    /// A statement that commits itself (DDL); the transaction is complete.
+    Ddl(Statement),
+}
+
+impl Step {
+    /// True when the step ends the current transaction.
+    pub fn ends_transaction(&self) -> bool {
+        matches!(self, Step::Commit | Step::Rollback | Step::Ddl(_))
+    }
+}
+
+#[derive(Debug, Default)]
+enum State {
+    #[default]
+    Idle,
+    /// After the GTID event; `began` once Query BEGIN was seen.
+    InTxn { gtid: Gtid, began: bool },
+}
+
+/// Feeds on events, yields steps.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    state: State,
+}
+
+fn kind(event: &Event) -> String {
+    match event.header().event_type() {
+        Ok(t) => format!("{t:?}"),
+        Err(e) => format!("unknown type {}", e.0),
+    }
+}
+
+fn decode_err(event: &Event, e: impl std::fmt::Display) -> AssembleError {
+    AssembleError::Decode {
+        kind: kind(event),
+        message: e.to_string(),
+    }
+}
+
+pub fn serialize(event: &Event) -> Result<Vec<u8>, AssembleError> {
+    let mut out = Vec::with_capacity(event.data().len() + 23);
+    event
+        .write(BinlogVersion::Version4, &mut out)
+        .map_err(|e| decode_err(event, e))?;
+    Ok(out)
+}
+
+fn header_of(event: &Event, g: &GtidEvent) -> Result<TxnHeader, AssembleError> {
+    let tag = match g.tag() {
+        Some(t) => Some(
+            t.as_str()
+                .parse::<Tag>()
+                .map_err(|e| decode_err(event, e))?,
+        ),
+        None => None,
+    };
+    Ok(TxnHeader {
+        gtid: Gtid {
+            uuid: Uuid(g.sid()),
+            tag,
+            gno: g.gno(),
+        },
+        last_committed: g.last_committed(),
+        sequence_number: g.sequence_number(),
+        original_commit_us: g.original_commit_timestamp(),
+        immediate_commit_us: g.immediate_commit_timestamp(),
+        original_server_version: g.original_server_version(),
+        immediate_server_version: g.immediate_server_version(),
+    })
+}
+
+fn statement_of(event: &Event, q: &QueryEvent<'_>) -> Statement {
+    let mut settings = SessionSettings::default();
+    let mut micros = None;
+    for var in q.status_vars().iter() {
+        let Ok(value) = var.get_value() else { continue };
+        match value {
+            StatusVarVal::Flags2(f) => settings.flags2 = Some(f.0),
+            StatusVarVal::SqlMode(m) => settings.sql_mode = Some(m.0),
+            StatusVarVal::AutoIncrement { increment, offset } => {
+                settings.auto_increment = Some((increment, offset));
+            }
+            StatusVarVal::Charset {
+                charset_client,
+                collation_connection,
+                collation_server,
+            } => settings.charset = Some((charset_client, collation_connection, collation_server)),
+            StatusVarVal::TimeZone(tz) => settings.time_zone = Some(tz.as_str().into_owned()),
+            StatusVarVal::LcTimeNames(n) => settings.lc_time_names = Some(n),
+            StatusVarVal::CharsetDatabase(c) => settings.collation_database = Some(c),
+            StatusVarVal::Microseconds(us) => micros = Some(us),
+            StatusVarVal::ExplicitDefaultsForTimestamp(b) => {
+                settings.explicit_defaults_for_timestamp = Some(b)
+            }
+            StatusVarVal::DefaultCollationForUtf8mb4(c) => {
+                settings.default_collation_for_utf8mb4 = Some(c)
+            }
+            StatusVarVal::SqlRequirePrimaryKey(v) => settings.sql_require_primary_key = Some(v),
+            StatusVarVal::DefaultTableEncryption(v) => settings.default_table_encryption = Some(v),
+            _ => {}
+        }
+    }
+    Statement {
+        sql: q.query_raw().to_vec(),
+        schema: q.schema().into_owned(),
+        settings,
+        thread_id: q.thread_id(),
+        timestamp: event.header().timestamp(),
+        micros,
+    }
+}
+
+impl Assembler {
+    pub fn in_transaction(&self) -> bool {
+        matches!(self.state, State::InTxn { .. })
+    }
+
+    /// The next step for `event`, if it is one the target needs.
+    pub fn feed(&mut self, event: &Event) -> Result<Option<Step>, AssembleError> {
+        use EventType::*;
+        let Ok(event_type) = event.header().event_type() else {
+            return Err(AssembleError::Unsupported {
+                kind: kind(event),
+                why: "unknown event type",
+            });
+        };
+        match event_type {
+            GTID_EVENT | GTID_TAGGED_LOG_EVENT => {
+                if let State::InTxn { gtid, .. } = &self.state {
+                    return Err(AssembleError::Unterminated {
+                        gtid: gtid.to_string(),
+                    });
+                }
+                let Ok(Some(EventData::GtidEvent(g))) = event.read_data() else {
+                    return Err(decode_err(event, "not a GTID event"));
+                };
+                let header = header_of(event, &g)?;
+                self.state = State::InTxn {
+                    gtid: header.gtid.clone(),
+                    began: false,
+                };
+                Ok(Some(Step::Begin(header)))
+            }
+            QUERY_EVENT => {
+                let q: QueryEvent<'_> = event.read_event().map_err(|e| decode_err(event, e))?;
+                let State::InTxn { began, .. } = &mut self.state else {
+                    return Err(AssembleError::OutsideTransaction { kind: kind(event) });
+                };
+                let sql = q.query_raw();
+                let step = if !*began {
+                    if sql.eq_ignore_ascii_case(b"BEGIN") {
+                        *began = true;
+                        Step::Query(statement_of(event, &q))
+                    } else {
+                        self.state = State::Idle;
+                        Step::Ddl(statement_of(event, &q))
+                    }
+                } else if sql.eq_ignore_ascii_case(b"COMMIT") {
+                    self.state = State::Idle;
+                    Step::Commit
+                } else if sql.eq_ignore_ascii_case(b"ROLLBACK") {
+                    self.state = State::Idle;
+                    Step::Rollback
+                } else {
+                    Step::Query(statement_of(event, &q))
+                };
+                Ok(Some(step))
+            }
+            TABLE_MAP_EVENT
+            | WRITE_ROWS_EVENT
+            | UPDATE_ROWS_EVENT
+            | DELETE_ROWS_EVENT
+            | PARTIAL_UPDATE_ROWS_EVENT
+            | WRITE_ROWS_EVENT_V1
+            | UPDATE_ROWS_EVENT_V1
+            | DELETE_ROWS_EVENT_V1 => match self.state {
+                State::InTxn { began: true, .. } => Ok(Some(Step::Rows(serialize(event)?))),
+                _ => Err(AssembleError::OutsideTransaction { kind: kind(event) }),
+            },
+            XID_EVENT => match self.state {
+                State::InTxn { began: true, .. } => {
+                    self.state = State::Idle;
+                    Ok(Some(Step::Commit))
+                }
+                _ => Err(AssembleError::OutsideTransaction { kind: kind(event) }),
+            },
+            FORMAT_DESCRIPTION_EVENT => Ok(Some(Step::FormatDescription(serialize(event)?))),
+            ANONYMOUS_GTID_EVENT => Err(AssembleError::Anonymous),
+            INTVAR_EVENT
+            | RAND_EVENT
+            | USER_VAR_EVENT
+            | BEGIN_LOAD_QUERY_EVENT
+            | EXECUTE_LOAD_QUERY_EVENT => Err(AssembleError::StatementBased { kind: kind(event) }),
+            INCIDENT_EVENT => Err(AssembleError::Unsupported {
+                kind: kind(event),
+                why: "the source recorded an incident (lost events); resynchronise the target",
+            }),
+            XA_PREPARE_LOG_EVENT => Err(AssembleError::Unsupported {
+                kind: kind(event),
+                why: "XA transactions are not relayed",
+            }),
+            // Bookkeeping and informational events: nothing to apply.
+            ROTATE_EVENT
+            | HEARTBEAT_EVENT
+            | PREVIOUS_GTIDS_EVENT
+            | TRANSACTION_PAYLOAD_EVENT
+            | ROWS_QUERY_EVENT
+            | IGNORABLE_EVENT
+            | STOP_EVENT
+            | TRANSACTION_CONTEXT_EVENT
+            | VIEW_CHANGE_EVENT => Ok(None),
+            other => Err(AssembleError::Unsupported {
+                kind: format!("{other:?}"),
+                why: "not produced by a MySQL 8.0+ source in ROW format",
+            }),
+        }
+    }
+
+    /// Forget a partially received transaction (the connection dropped).
+    pub fn reset(&mut self) {
+        self.state = State::Idle;
+    }
+}

@@ -1,0 +1,329 @@
+//! The source side of a channel: connect to S as a replica and read its binlog
+//! from the GTIDs the target lacks.
+//!
+//! `open` does what MySQL's IO thread does before COM_BINLOG_DUMP_GTID: identify
+//! the source, refuse a source that cannot serve the target (no GTIDs, purged
+//! binlogs, diverged history), negotiate checksums and heartbeats, register.
+
+pub mod assemble;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest};
+use mysql_common::binlog::consts::{BinlogChecksumAlg, EventType};
+use mysql_common::binlog::events::{Event, EventData};
+
+use crate::config::Master;
+use crate::conn::{self, ConnError};
+use crate::gtid::{GtidSet, Uuid};
+
+/// MySQL's ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG, the Last_IO_Errno for 1236.
+pub const ER_SOURCE_FATAL_ERROR_READING_BINLOG: u32 = 13114;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Connect(#[from] ConnError),
+    #[error("source {master}: {message}")]
+    Query {
+        master: String,
+        errno: u32,
+        message: String,
+        transient: bool,
+    },
+    #[error(
+        "source {master} has gtid_mode={mode}; gtid-relay needs gtid_mode=ON and \
+         enforce_gtid_consistency=ON on every master (see `gtid-relay gtid-mode enable`)"
+    )]
+    GtidModeOff { master: String, mode: String },
+    #[error(
+        "target {target} holds GTIDs of source {master} ({uuid}) that the source never executed: {extra}. \
+         The masters have diverged; the channel will not start. Reseed {target} from {master} \
+         (e.g. mysqldump --set-gtid-purged=ON) or remove those transactions"
+    )]
+    Diverged {
+        master: String,
+        target: String,
+        uuid: Uuid,
+        extra: GtidSet,
+    },
+    #[error(
+        "Got fatal error 1236 from source when reading data from binary log: source {master} has purged \
+         binary logs containing GTIDs that target {target} still needs: {missing}. Reseed {target} \
+         (e.g. mysqldump --single-transaction --set-gtid-purged=ON from a master that has them) \
+         and start the channel again"
+    )]
+    Purged {
+        master: String,
+        target: String,
+        missing: GtidSet,
+    },
+    #[error("Got fatal error {code} from source when reading data from binary log: '{message}'")]
+    Stream { code: u16, message: String },
+    #[error("source {master} connection lost: {message}")]
+    Lost { master: String, message: String },
+    #[error("source {master} sent nothing, not even a heartbeat, for {after:?}; reconnecting")]
+    Stalled { master: String, after: Duration },
+    #[error(
+        "source {master}: event at {file}:{pos} has a bad checksum (expected {expected:#010x}, got {got:#010x})"
+    )]
+    Checksum {
+        master: String,
+        file: String,
+        pos: u64,
+        expected: u32,
+        got: u32,
+    },
+}
+
+impl SourceError {
+    /// Like MySQL's IO thread: fatal errors stop the channel, the rest are retried.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            SourceError::Connect(_) | SourceError::Lost { .. } | SourceError::Stalled { .. } => {
+                false
+            }
+            SourceError::Checksum { .. } => false,
+            SourceError::Query { transient, .. } => !transient,
+            SourceError::GtidModeOff { .. }
+            | SourceError::Diverged { .. }
+            | SourceError::Purged { .. } => true,
+            SourceError::Stream { .. } => true,
+        }
+    }
+
+    /// The value for Last_IO_Errno.
+    pub fn errno(&self) -> u32 {
+        match self {
+            SourceError::Connect(e) => e.errno(),
+            SourceError::Query { errno, .. } => *errno,
+            SourceError::GtidModeOff { .. } => 13117, // ER_REPLICA_FATAL_ERROR-style: fatal setup error
+            SourceError::Diverged { .. } => 1236,
+            SourceError::Purged { .. } | SourceError::Stream { .. } => {
+                ER_SOURCE_FATAL_ERROR_READING_BINLOG
+            }
+            SourceError::Lost { .. } | SourceError::Stalled { .. } => conn::CR_SERVER_LOST,
+            SourceError::Checksum { .. } => 13122, // ER_NETWORK_READ_EVENT_CHECKSUM_FAILURE
+        }
+    }
+}
+
+/// What the relay tells the source about itself for this channel.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub server_id: u32,
+    pub replica_uuid: String,
+    pub report_host: String,
+    pub report_port: u16,
+    pub heartbeat: Duration,
+}
+
+/// Identity of the source as read at connect time.
+#[derive(Debug, Clone)]
+pub struct SourceIdentity {
+    pub uuid: Uuid,
+    pub server_id: u32,
+}
+
+/// An open binlog dump.
+pub struct BinlogSource {
+    master: String,
+    stream: BinlogStream,
+    read_timeout: Duration,
+    /// Binlog file and position of the last event, for Source_Log_File / Read_Source_Log_Pos.
+    pub log_file: String,
+    pub log_pos: u64,
+}
+
+fn query_error(master: &Master, what: &str, e: mysql_async::Error) -> SourceError {
+    SourceError::Query {
+        master: master.name.clone(),
+        errno: conn::errno_of(&e),
+        message: format!("{what}: {e}"),
+        transient: conn::is_transient(&e),
+    }
+}
+
+/// Connect to `master`, check it can serve a target whose executed set is
+/// `target_executed`, and start streaming what the target lacks.
+pub async fn open(
+    master: &Master,
+    target_name: &str,
+    target_executed: &GtidSet,
+    registration: &Registration,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<(SourceIdentity, BinlogSource), SourceError> {
+    let mut c = conn::connect(master, connect_timeout).await?;
+    type Row = (String, u32, String, String, String);
+    let row: Option<Row> = c
+        .query_first(
+            "SELECT @@server_uuid, @@server_id, @@GLOBAL.gtid_mode, @@GLOBAL.gtid_executed, @@GLOBAL.gtid_purged",
+        )
+        .await
+        .map_err(|e| query_error(master, "reading the source's identity", e))?;
+    let Some((uuid, server_id, gtid_mode, executed, purged)) = row else {
+        return Err(SourceError::Lost {
+            master: master.name.clone(),
+            message: "no answer to the identity query".into(),
+        });
+    };
+    if gtid_mode != "ON" {
+        return Err(SourceError::GtidModeOff {
+            master: master.name.clone(),
+            mode: gtid_mode,
+        });
+    }
+    let parse = |what: &str, text: &str| {
+        GtidSet::parse(text).map_err(|e| SourceError::Query {
+            master: master.name.clone(),
+            errno: 0,
+            message: format!("cannot parse the source's {what}: {e}"),
+            transient: false,
+        })
+    };
+    let uuid: Uuid = uuid.parse().map_err(|e| SourceError::Query {
+        master: master.name.clone(),
+        errno: 0,
+        message: format!("cannot parse the source's server_uuid: {e}"),
+        transient: false,
+    })?;
+    let source_executed = parse("gtid_executed", &executed)?;
+    let source_purged = parse("gtid_purged", &purged)?;
+
+    let extra = target_executed.for_uuid(&uuid).subtract(&source_executed);
+    if !extra.is_empty() {
+        return Err(SourceError::Diverged {
+            master: master.name.clone(),
+            target: target_name.to_string(),
+            uuid,
+            extra,
+        });
+    }
+    let missing = source_purged.subtract(target_executed);
+    if !missing.is_empty() {
+        return Err(SourceError::Purged {
+            master: master.name.clone(),
+            target: target_name.to_string(),
+            missing,
+        });
+    }
+
+    let heartbeat_ns = registration.heartbeat.as_nanos();
+    let setup = format!(
+        "SET @source_heartbeat_period = {heartbeat_ns}, @master_heartbeat_period = {heartbeat_ns}, \
+         @source_binlog_checksum = @@GLOBAL.binlog_checksum, \
+         @replica_uuid = {uuid}, @slave_uuid = {uuid}",
+        uuid = conn::quote_str(&registration.replica_uuid),
+    );
+    c.query_drop(setup)
+        .await
+        .map_err(|e| query_error(master, "preparing the binlog dump", e))?;
+
+    let request = BinlogStreamRequest::new(registration.server_id)
+        .with_gtid()
+        .with_gtid_set(target_executed.to_sids())
+        .with_hostname(registration.report_host.as_bytes())
+        .with_port(registration.report_port);
+    let stream = c
+        .get_binlog_stream(request)
+        .await
+        .map_err(|e| query_error(master, "requesting the binlog dump", e))?;
+    Ok((
+        SourceIdentity { uuid, server_id },
+        BinlogSource {
+            master: master.name.clone(),
+            stream,
+            read_timeout,
+            log_file: String::new(),
+            log_pos: 0,
+        },
+    ))
+}
+
+impl BinlogSource {
+    /// The next event; heartbeats count as traffic but are not returned.
+    pub async fn next(&mut self) -> Result<Event, SourceError> {
+        loop {
+            let item = tokio::time::timeout(self.read_timeout, self.stream.next())
+                .await
+                .map_err(|_| SourceError::Stalled {
+                    master: self.master.clone(),
+                    after: self.read_timeout,
+                })?;
+            let event = match item {
+                None => {
+                    return Err(SourceError::Lost {
+                        master: self.master.clone(),
+                        message: "the source ended the binlog stream".into(),
+                    });
+                }
+                Some(Err(mysql_async::Error::Server(e))) => {
+                    return Err(SourceError::Stream {
+                        code: e.code,
+                        message: e.message,
+                    });
+                }
+                Some(Err(e)) => {
+                    return Err(SourceError::Lost {
+                        master: self.master.clone(),
+                        message: e.to_string(),
+                    });
+                }
+                Some(Ok(event)) => event,
+            };
+            self.verify_checksum(&event)?;
+            let header = event.header();
+            if header.log_pos() != 0 {
+                self.log_pos = u64::from(header.log_pos());
+            }
+            match header.event_type() {
+                Ok(EventType::HEARTBEAT_EVENT) => continue,
+                Ok(EventType::ROTATE_EVENT) => {
+                    if let Ok(Some(EventData::RotateEvent(r))) = event.read_data() {
+                        self.log_file = r.name().into_owned();
+                        self.log_pos = r.position();
+                    }
+                }
+                _ => {}
+            }
+            return Ok(event);
+        }
+    }
+
+    /// Events read from the network carry a CRC32; events unpacked from a
+    /// TRANSACTION_PAYLOAD do not (WL#3549) and have checksums disabled.
+    fn verify_checksum(&self, event: &Event) -> Result<(), SourceError> {
+        let footer = event.footer();
+        if !footer.get_checksum_enabled() {
+            return Ok(());
+        }
+        if !matches!(
+            footer.get_checksum_alg(),
+            Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
+        ) {
+            return Ok(());
+        }
+        let Some(stored) = event.checksum() else {
+            return Ok(());
+        };
+        let got = u32::from_le_bytes(stored);
+        let expected = event.calc_checksum(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32);
+        if got != expected {
+            return Err(SourceError::Checksum {
+                master: self.master.clone(),
+                file: self.log_file.clone(),
+                pos: self.log_pos,
+                expected,
+                got,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn close(self) {
+        let _ = self.stream.close().await;
+    }
+}
