@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test module uses a different part of this
 
+pub mod relay;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,7 +40,9 @@ fn ensure_installed() {
     });
 }
 
-/// Spawn the per-namespace reaper: it outlives this process and cleans up after it.
+/// Spawn the per-namespace reaper: it outlives this process and cleans up after
+/// it, so it is deliberately never waited for.
+#[allow(clippy::zombie_processes)]
 fn spawn_reaper(ns: &str) {
     Command::new(sandbox_script())
         .args(["reap", &std::process::id().to_string(), ns])
