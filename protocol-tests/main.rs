@@ -4,3 +4,4 @@ mod support;
 
 mod gtid_sets;
 mod sandbox;
+mod relay;

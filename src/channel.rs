@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::apply::{Applier, ApplyError};
+use crate::apply::{Applier, ApplyError, Completed};
 use crate::config::{ApplySettings, ChannelConfig, Config, Master, SourceSettings, SslMode};
 use crate::filter::{self, Verdict};
 use crate::gtid::{GtidSet, Uuid};
@@ -123,6 +123,8 @@ pub struct Channel {
     /// T's executed set as known to every channel into T (a mesh delivers some
     /// transactions by two paths; the first to commit wins, the rest skip).
     target_executed: Arc<Mutex<GtidSet>>,
+    /// Other channels deliver to the same target.
+    shares_target: bool,
     state: Mutex<State>,
     desired: watch::Sender<Desired>,
 }
@@ -225,6 +227,7 @@ impl Channel {
             &self.target,
             self.config.conflict,
             self.apply_settings.max_statement_bytes,
+            self.shares_target,
             self.source_settings.connect_timeout,
         )
         .await;
@@ -467,10 +470,14 @@ impl Channel {
                 st.sql_state = "Waiting for dependent transaction to commit";
             }
             match applier.apply(step).await {
-                Ok(Some(done)) => {
+                Ok(Some(Completed { header: done, skipped })) => {
                     self.executed().insert(&done.gtid);
                     let mut st = self.state();
-                    st.transactions_applied += 1;
+                    if skipped {
+                        st.skipped_applied += 1;
+                    } else {
+                        st.transactions_applied += 1;
+                    }
                     st.applying_since_us = None;
                     st.sql_state = "Replica has read all relay log; waiting for more updates";
                     st.last_applied_original_commit_us = Some(done.original_commit_us);
@@ -700,6 +707,7 @@ impl Relay {
                     source_settings: config.source.clone(),
                     apply_settings: config.apply.clone(),
                     target_executed: executed_by_target[c.target].clone(),
+                    shares_target: config.channels.iter().filter(|o| o.target == c.target).count() > 1,
                     state: Mutex::new(State::default()),
                     desired,
                 })

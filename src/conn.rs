@@ -113,7 +113,11 @@ pub async fn connect(master: &Master, timeout: Duration) -> Result<Conn, ConnErr
     let failed = |e: mysql_async::Error| ConnError::Failed {
         master: master.name.clone(),
         addr: addr.clone(),
-        errno: errno_of(&e),
+        // A socket error while connecting is "can't connect", not "lost".
+        errno: match e {
+            mysql_async::Error::Io(_) => CR_CONN_HOST_ERROR,
+            _ => errno_of(&e),
+        },
         message: describe(&e, master.tls.ssl_mode),
     };
     match attempt(master, &addr, tls_opts(master), timeout).await? {

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test module uses a different part of this
 
 pub mod relay;
+pub mod workload;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

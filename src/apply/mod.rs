@@ -72,6 +72,13 @@ impl ApplyError {
     }
 }
 
+/// A transaction the applier finished.
+pub struct Completed {
+    pub header: TxnHeader,
+    /// The target already had it (delivered through another channel) and skipped it.
+    pub skipped: bool,
+}
+
 /// The target as the applier found it on connect.
 pub struct TargetIdentity {
     pub uuid: Uuid,
@@ -89,6 +96,10 @@ pub struct Applier {
     current: Option<TxnHeader>,
     /// `SET GTID_NEXT` for `current` is still to be sent.
     gtid_next_pending: bool,
+    /// Whether other channels deliver to the same target (then a GTID may arrive twice).
+    check_ownership: bool,
+    /// The target already had the current GTID and skips the transaction.
+    skipped_by_target: bool,
     session: SessionState,
 }
 
@@ -97,6 +108,7 @@ impl Applier {
         target: &Master,
         conflict: ConflictMode,
         max_statement_bytes: usize,
+        check_ownership: bool,
         timeout: Duration,
     ) -> Result<(Applier, TargetIdentity), ApplyError> {
         let mut c = conn::connect(target, timeout).await?;
@@ -149,6 +161,8 @@ impl Applier {
                 pending_rows: String::new(),
                 current: None,
                 gtid_next_pending: false,
+                check_ownership,
+                skipped_by_target: false,
                 session: SessionState::default(),
             },
             identity,
@@ -159,8 +173,13 @@ impl Applier {
         self.current.is_some()
     }
 
-    /// Apply one step. Returns the header of the transaction it completed, if any.
-    pub async fn apply(&mut self, step: Step) -> Result<Option<TxnHeader>, ApplyError> {
+    fn complete(&mut self) -> Option<Completed> {
+        let skipped = std::mem::take(&mut self.skipped_by_target);
+        self.current.take().map(|header| Completed { header, skipped })
+    }
+
+    /// Apply one step. Returns the transaction it completed, if any.
+    pub async fn apply(&mut self, step: Step) -> Result<Option<Completed>, ApplyError> {
         match step {
             Step::FormatDescription(fde) => {
                 if self.fde.as_ref() != Some(&fde) {
@@ -200,7 +219,7 @@ impl Applier {
                     "COMMIT",
                 )
                 .await?;
-                Ok(self.current.take())
+                Ok(self.complete())
             }
             Step::Rollback => {
                 // The source rolled back; commit an empty transaction so that the
@@ -212,7 +231,7 @@ impl Applier {
                     quote_str(&gtid)
                 );
                 self.exec(sql, "ROLLBACK").await?;
-                Ok(self.current.take())
+                Ok(self.complete())
             }
             Step::Ddl(stmt) => {
                 self.statement(&stmt).await?;
@@ -221,7 +240,7 @@ impl Applier {
                     "SET GTID_NEXT",
                 )
                 .await?;
-                Ok(self.current.take())
+                Ok(self.complete())
             }
         }
     }
@@ -274,15 +293,32 @@ impl Applier {
             }
         }
         if self.gtid_next_pending {
-            if let Some(header) = &self.current {
-                let sql = begin_sql(header);
-                self.exec(sql, "SET GTID_NEXT").await?;
-            }
-            self.gtid_next_pending = false;
+            self.set_gtid_next().await?;
         }
         let text = String::from_utf8_lossy(&stmt.sql).into_owned();
         let what = format!("query: {}", truncate(&text, 200));
         self.exec_bytes(&stmt.sql, what).await
+    }
+
+    /// `SET GTID_NEXT` for the current transaction. When other channels also
+    /// deliver to this target, find out whether the server will skip it: after
+    /// SET GTID_NEXT the session owns the GTID unless it is already executed.
+    async fn set_gtid_next(&mut self) -> Result<(), ApplyError> {
+        self.gtid_next_pending = false;
+        let Some(header) = &self.current else {
+            return Ok(());
+        };
+        let sql = begin_sql(header);
+        self.exec(sql, "SET GTID_NEXT").await?;
+        if self.check_ownership {
+            let owned: Option<String> = self
+                .conn
+                .query_first("SELECT @@SESSION.gtid_owned")
+                .await
+                .map_err(|e| self.error(&e, "SELECT @@SESSION.gtid_owned".into()))?;
+            self.skipped_by_target = owned.is_none_or(|o| o.is_empty());
+        }
+        Ok(())
     }
 
     fn current_gtid(&self) -> String {
@@ -297,20 +333,24 @@ impl Applier {
     }
 
     async fn exec_bytes(&mut self, sql: &[u8], what: String) -> Result<(), ApplyError> {
-        self.conn
-            .query_drop(sql)
-            .await
-            .map_err(|e| ApplyError::Transaction {
-                target: self.target.clone(),
-                gtid: self.current_gtid(),
-                errno: conn::errno_of(&e),
-                message: match &e {
-                    mysql_async::Error::Server(s) => s.message.clone(),
-                    other => other.to_string(),
-                },
-                what,
-                transient: conn::is_transient(&e),
-            })
+        match self.conn.query_drop(sql).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.error(&e, what)),
+        }
+    }
+
+    fn error(&self, e: &mysql_async::Error, what: String) -> ApplyError {
+        ApplyError::Transaction {
+            target: self.target.clone(),
+            gtid: self.current_gtid(),
+            errno: conn::errno_of(e),
+            message: match e {
+                mysql_async::Error::Server(s) => s.message.clone(),
+                other => other.to_string(),
+            },
+            what,
+            transient: conn::is_transient(e),
+        }
     }
 }
 
