@@ -3,5 +3,5 @@
 mod support;
 
 mod gtid_sets;
-mod sandbox;
 mod relay;
+mod sandbox;

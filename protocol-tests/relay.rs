@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use gtid_relay::gtid::{GtidSet, Uuid};
 use gtid_relay::status::IoRunning;
 
-use crate::support::relay::{InProcess, Process, TempDir, checksums, config_text, wait_converged, write_config};
+use crate::support::relay::{
+    InProcess, Process, TempDir, checksums, config_text, wait_converged, write_config,
+};
 use crate::support::{Sandbox, wait_for, workload};
 
 /// Load duration; the issue asks for at least 30 s.
@@ -70,7 +72,11 @@ fn run_mesh_under_load(masters: &[u8]) {
 
     let first = checksums(&sb, masters[0], workload::SCHEMA);
     for &m in masters {
-        assert_eq!(checksums(&sb, m, workload::SCHEMA), first, "checksums of m{m}");
+        assert_eq!(
+            checksums(&sb, m, workload::SCHEMA),
+            first,
+            "checksums of m{m}"
+        );
         workload::assert_exactly_once(&sb, m, &report);
     }
 
@@ -98,10 +104,18 @@ fn run_mesh_under_load(masters: &[u8]) {
             );
             foreign += count;
         }
-        assert_eq!(into_target, foreign, "transactions the relay applied on m{target}");
+        assert_eq!(
+            into_target, foreign,
+            "transactions the relay applied on m{target}"
+        );
     }
     for c in &status {
-        assert!(c.last_sql_error.is_none(), "{}: {:?}", c.name, c.last_sql_error);
+        assert!(
+            c.last_sql_error.is_none(),
+            "{}: {:?}",
+            c.name,
+            c.last_sql_error
+        );
         assert_eq!(c.seconds_behind_source, Some(0), "{} caught up", c.name);
     }
     relay.stop();
@@ -157,30 +171,53 @@ target = \"m1\"
         sb.port(1)
     );
     let relay = InProcess::start(&text);
-    sb.sql(1, "CREATE DATABASE ok; CREATE TABLE ok.t (id INT PRIMARY KEY); INSERT INTO ok.t VALUES (1)");
+    sb.sql(
+        1,
+        "CREATE DATABASE ok; CREATE TABLE ok.t (id INT PRIMARY KEY); INSERT INTO ok.t VALUES (1)",
+    );
     wait_converged(&sb, &[1, 2], Duration::from_secs(30));
     assert_eq!(sb.value(2, "SELECT COUNT(*) FROM ok.t"), "1");
 
     let io_error = |name: &str| {
-        wait_for(&format!("{name} to report its error"), Duration::from_secs(30), || {
-            relay.channel(name).last_io_error.map(|e| (e.errno, e.message))
-        })
+        wait_for(
+            &format!("{name} to report its error"),
+            Duration::from_secs(30),
+            || {
+                relay
+                    .channel(name)
+                    .last_io_error
+                    .map(|e| (e.errno, e.message))
+            },
+        )
     };
     let (errno, message) = io_error("down->m2");
     assert_eq!(errno, 2003, "{message}");
-    assert!(message.contains(&format!("cannot connect to down (127.0.0.1:{dead_port})")), "{message}");
+    assert!(
+        message.contains(&format!("cannot connect to down (127.0.0.1:{dead_port})")),
+        "{message}"
+    );
     assert_eq!(relay.channel("down->m2").io_running, IoRunning::Connecting);
 
     let (errno, message) = io_error("badpw->m2");
     assert_eq!(errno, 1045, "{message}");
-    assert!(message.contains("Access denied for user 'relay'"), "{message}");
-    assert!(!message.contains("not-the-password"), "password leaked: {message}");
+    assert!(
+        message.contains("Access denied for user 'relay'"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("not-the-password"),
+        "password leaked: {message}"
+    );
 
     let (errno, message) = io_error("m3->m1");
     assert!(message.contains("has gtid_mode=OFF"), "{message}");
     assert_ne!(errno, 0);
     let m3 = relay.channel("m3->m1");
-    assert_eq!(m3.io_running, IoRunning::No, "a non-GTID source is fatal, not retried");
+    assert_eq!(
+        m3.io_running,
+        IoRunning::No,
+        "a non-GTID source is fatal, not retried"
+    );
 
     // The healthy channel is unaffected and still relaying.
     sb.sql(1, "INSERT INTO ok.t VALUES (2)");
@@ -197,23 +234,44 @@ fn sigterm_stops_the_binary_cleanly_with_exit_status_zero() {
     let sb = Sandbox::start(2, &[]);
     let dir = TempDir::new("sigterm");
     let config = write_config(&dir.0, &config_text(&sb, &[1, 2], ""));
-    let mut relay = Process::spawn(&["run", "--config", config.to_str().expect("utf8 path")], &dir.0.join("log"));
-    sb.sql(1, "CREATE DATABASE s; CREATE TABLE s.t (id INT PRIMARY KEY)");
+    let mut relay = Process::spawn(
+        &["run", "--config", config.to_str().expect("utf8 path")],
+        &dir.0.join("log"),
+    );
+    sb.sql(
+        1,
+        "CREATE DATABASE s; CREATE TABLE s.t (id INT PRIMARY KEY)",
+    );
     wait_converged(&sb, &[1, 2], Duration::from_secs(30));
     relay.signal("TERM");
-    assert_eq!(relay.wait(Duration::from_secs(30)), Some(0), "{}", relay.log_text());
-    assert!(relay.log_text().contains("all channels stopped"), "{}", relay.log_text());
+    assert_eq!(
+        relay.wait(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        relay.log_text()
+    );
+    assert!(
+        relay.log_text().contains("all channels stopped"),
+        "{}",
+        relay.log_text()
+    );
 }
 
 #[test]
 fn a_bad_config_exits_nonzero_naming_file_key_and_line() {
     let dir = TempDir::new("badconfig");
     let config = write_config(&dir.0, "[[masters]]\nname = \"a\"\nhots = \"x\"\n");
-    let mut relay = Process::spawn(&["run", "--config", config.to_str().expect("utf8 path")], &dir.0.join("log"));
+    let mut relay = Process::spawn(
+        &["run", "--config", config.to_str().expect("utf8 path")],
+        &dir.0.join("log"),
+    );
     assert_eq!(relay.wait(Duration::from_secs(10)), Some(1));
     let log = relay.log_text();
     assert!(
-        log.contains(&format!("{}:3: hots: unknown field `hots`", config.display())),
+        log.contains(&format!(
+            "{}:3: hots: unknown field `hots`",
+            config.display()
+        )),
         "{log}"
     );
 }

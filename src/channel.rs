@@ -470,7 +470,10 @@ impl Channel {
                 st.sql_state = "Waiting for dependent transaction to commit";
             }
             match applier.apply(step).await {
-                Ok(Some(Completed { header: done, skipped })) => {
+                Ok(Some(Completed {
+                    header: done,
+                    skipped,
+                })) => {
                     self.executed().insert(&done.gtid);
                     let mut st = self.state();
                     if skipped {
@@ -707,7 +710,12 @@ impl Relay {
                     source_settings: config.source.clone(),
                     apply_settings: config.apply.clone(),
                     target_executed: executed_by_target[c.target].clone(),
-                    shares_target: config.channels.iter().filter(|o| o.target == c.target).count() > 1,
+                    shares_target: config
+                        .channels
+                        .iter()
+                        .filter(|o| o.target == c.target)
+                        .count()
+                        > 1,
                     state: Mutex::new(State::default()),
                     desired,
                 })

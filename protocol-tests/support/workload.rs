@@ -27,7 +27,9 @@ pub fn schema_sql() -> String {
 
 /// Counter rows of `origin`, created on `origin` itself.
 pub fn seed_sql(origin: &str) -> String {
-    let rows: Vec<String> = (0..COUNTERS_PER_ORIGIN).map(|k| format!("('{origin}', {k}, 0)")).collect();
+    let rows: Vec<String> = (0..COUNTERS_PER_ORIGIN)
+        .map(|k| format!("('{origin}', {k}, 0)"))
+        .collect();
     format!("INSERT INTO {SCHEMA}.counters VALUES {}", rows.join(", "))
 }
 
@@ -111,12 +113,18 @@ pub fn run(sb: &Sandbox, masters: &[u8], writers: u64, duration: Duration) -> Re
 pub fn assert_exactly_once(sb: &Sandbox, i: u8, report: &Report) {
     for (origin, commits) in &report.commits {
         let rows: u64 = sb
-            .value(i, &format!("SELECT COUNT(*) FROM {SCHEMA}.ledger WHERE origin = '{origin}'"))
+            .value(
+                i,
+                &format!("SELECT COUNT(*) FROM {SCHEMA}.ledger WHERE origin = '{origin}'"),
+            )
             .parse()
             .expect("count");
         assert_eq!(rows, 2 * commits, "m{i}: ledger rows of {origin}");
         let sum: u64 = sb
-            .value(i, &format!("SELECT SUM(value) FROM {SCHEMA}.counters WHERE origin = '{origin}'"))
+            .value(
+                i,
+                &format!("SELECT SUM(value) FROM {SCHEMA}.counters WHERE origin = '{origin}'"),
+            )
             .parse()
             .expect("sum");
         assert_eq!(sum, *commits, "m{i}: counters of {origin}");

@@ -175,7 +175,9 @@ impl Applier {
 
     fn complete(&mut self) -> Option<Completed> {
         let skipped = std::mem::take(&mut self.skipped_by_target);
-        self.current.take().map(|header| Completed { header, skipped })
+        self.current
+            .take()
+            .map(|header| Completed { header, skipped })
     }
 
     /// Apply one step. Returns the transaction it completed, if any.
