@@ -2,6 +2,8 @@
 
 mod support;
 
+mod admin;
 mod gtid_sets;
 mod relay;
+mod reliability;
 mod sandbox;

@@ -54,7 +54,7 @@ fn run_mesh_under_load(masters: &[u8]) {
     let executed = wait_converged(&sb, masters, Duration::from_secs(300));
     let catch_up = load_end.elapsed();
 
-    let total: u64 = report.commits.iter().map(|(_, n)| n).sum();
+    let total = report.total();
     let status = relay.status();
     let applied: u64 = status.iter().map(|c| c.transactions_applied).sum();
     let lag: Vec<String> = status

@@ -19,6 +19,7 @@ use crate::apply::{Applier, ApplyError, Completed};
 use crate::config::{ApplySettings, ChannelConfig, Config, Master, SourceSettings, SslMode};
 use crate::filter::{self, Verdict};
 use crate::gtid::{GtidSet, Uuid};
+use crate::identity;
 use crate::source::assemble::{Assembler, Step};
 use crate::source::{self, Registration, SourceError};
 use crate::status::{
@@ -226,7 +227,7 @@ impl Channel {
         let connected = Applier::connect(
             &self.target,
             self.config.conflict,
-            self.apply_settings.max_statement_bytes,
+            &self.apply_settings,
             self.shares_target,
             self.source_settings.connect_timeout,
         )
@@ -620,61 +621,24 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// A deterministic server_id and replica UUID per channel and relay instance,
-/// so that a source never mistakes one relay channel for another (it would
-/// disconnect the older dump thread), while a restarted relay keeps its identity.
-fn identity_seed(config: &Config, channel: &ChannelConfig) -> u64 {
-    // FNV-1a: stable across Rust versions, unlike DefaultHasher.
-    let host = hostname();
-    let text = format!(
-        "{host}\0{}\0{}\0{}",
-        config.relay.report_host, config.relay.report_port, channel.name
-    );
-    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string())
-}
-
+/// A server_id and replica UUID per channel and relay process, so that a source
+/// never mistakes one for another: it disconnects an older dump thread that
+/// registers with the same id or UUID, which would make two relays running the
+/// same configuration (a warm standby) take turns instead of both streaming.
 fn registration(config: &Config, index: usize, channel: &ChannelConfig) -> Registration {
-    let seed = identity_seed(config, channel);
-    let server_id = match config.relay.server_id {
-        Some(base) => base.wrapping_add(u32::try_from(index).unwrap_or(0)),
-        // Keep clear of small hand-assigned ids.
-        None => 0x4000_0000 | (u32::try_from(seed & 0x3FFF_FFFF).unwrap_or(0)),
-    };
-    let b = seed.to_be_bytes();
-    let c = seed
-        .rotate_left(29)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .to_be_bytes();
-    let replica_uuid = format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-5{:x}{:02x}-{:x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[0],
-        b[1],
-        b[2],
-        b[3],
-        b[4],
-        b[5],
-        b[6] & 0x0F,
-        b[7],
-        8 | (c[0] & 0x03),
-        c[1],
-        c[2],
-        c[3],
-        c[4],
-        c[5],
-        c[6],
-        c[7]
-    );
+    let seed = identity::seed(&[
+        &identity::hostname(),
+        &config.relay.report_host,
+        &config.relay.report_port.to_string(),
+        &std::process::id().to_string(),
+        &channel.name,
+    ]);
     Registration {
-        server_id,
-        replica_uuid,
+        server_id: match config.relay.server_id {
+            Some(base) => base.wrapping_add(u32::try_from(index).unwrap_or(0)),
+            None => identity::server_id(seed),
+        },
+        replica_uuid: identity::uuid(seed),
         report_host: config.relay.report_host.clone(),
         report_port: config.relay.report_port,
         heartbeat: config.source.heartbeat,

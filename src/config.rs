@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+use crate::admin::PasswordHash;
+
 /// A configuration error, always pointing into the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -145,13 +147,17 @@ pub struct SourceSettings {
 pub struct ApplySettings {
     /// Upper bound for one `BINLOG '...'` statement; larger transactions are split.
     pub max_statement_bytes: usize,
+    /// A statement on the target that takes longer is treated as a dead link
+    /// (the session is dropped, the target rolls back, the channel reconnects).
+    /// None: no limit, for long DDL.
+    pub statement_timeout: Option<Duration>,
 }
 
 /// An account of the admin SQL endpoint; the password is stored hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminUser {
     pub name: String,
-    pub password_hash: String,
+    pub password_hash: PasswordHash,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +167,8 @@ pub struct AdminConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub require_secure_transport: bool,
+    /// Also answer the SLAVE/MASTER spellings MySQL 9.7 removed.
+    pub slave_syntax: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -275,6 +283,7 @@ struct RawSource {
 struct RawApply {
     conflict: Option<ConflictMode>,
     max_statement_bytes: Option<Spanned<usize>>,
+    statement_timeout_secs: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -287,13 +296,14 @@ struct RawAdmin {
     tls_key: Option<PathBuf>,
     #[serde(default)]
     require_secure_transport: bool,
+    slave_syntax: Option<bool>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAdminUser {
     name: String,
-    password_hash: String,
+    password_hash: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -405,7 +415,14 @@ impl Config {
         };
 
         let source = resolve_source(raw.source);
+        let statement_timeout = raw
+            .apply
+            .as_ref()
+            .and_then(|a| a.statement_timeout_secs)
+            .filter(|s| *s > 0.0)
+            .map(Duration::from_secs_f64);
         let apply = ApplySettings {
+            statement_timeout,
             max_statement_bytes: match raw.apply.and_then(|a| a.max_statement_bytes) {
                 Some(v) if *v.get_ref() < 4096 => {
                     return Err(src.err(
@@ -415,7 +432,7 @@ impl Config {
                     ));
                 }
                 Some(v) => v.into_inner(),
-                None => 16 << 20,
+                None => 4 << 20,
             },
         };
 
@@ -702,16 +719,24 @@ fn resolve_admin(src: &Source<'_>, a: Spanned<RawAdmin>) -> Result<AdminConfig, 
             "needs tls_cert and tls_key",
         ));
     }
+    let mut users = Vec::new();
+    for (i, u) in a.users.into_iter().enumerate() {
+        let password_hash = u.password_hash.get_ref().parse().map_err(|_| {
+            src.err(
+                u.password_hash.span(),
+                format!("admin.users[{i}].password_hash"),
+                "not a password hash; make one with `gtid-relay hash-password`",
+            )
+        })?;
+        users.push(AdminUser {
+            name: u.name,
+            password_hash,
+        });
+    }
     Ok(AdminConfig {
         listen,
-        users: a
-            .users
-            .into_iter()
-            .map(|u| AdminUser {
-                name: u.name,
-                password_hash: u.password_hash,
-            })
-            .collect(),
+        users,
+        slave_syntax: a.slave_syntax.unwrap_or(true),
         tls_cert: a.tls_cert.map(|p| src.resolve(&p)),
         tls_key: a.tls_key.map(|p| src.resolve(&p)),
         require_secure_transport: a.require_secure_transport,

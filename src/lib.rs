@@ -1,11 +1,13 @@
 //! gtid-relay: active-active MySQL replication that keeps every transaction's
 //! original GTID. See docs/ and the design notes for the data path.
 
+pub mod admin;
 pub mod apply;
 pub mod channel;
 pub mod config;
 pub mod conn;
 pub mod filter;
 pub mod gtid;
+pub mod identity;
 pub mod source;
 pub mod status;

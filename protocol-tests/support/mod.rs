@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test module uses a different part of this
 
+pub mod proxy;
 pub mod relay;
 pub mod workload;
 

@@ -65,6 +65,13 @@ pub struct InProcess {
 
 impl InProcess {
     pub fn start(config_text: &str) -> InProcess {
+        // The relay's log goes to the test's captured output: shown when it fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                std::env::var("GTID_RELAY_LOG").unwrap_or_else(|_| "info".into()),
+            ))
+            .with_test_writer()
+            .try_init();
         let config = Config::parse(Path::new("test.toml"), config_text).expect("valid test config");
         let relay = Arc::new(Relay::new(&config));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -77,6 +77,29 @@ async fn writer(port: u16, origin: String, first: u64, stride: u64, deadline: In
 
 /// Run `writers` connections per master against `masters` for `duration`.
 pub fn run(sb: &Sandbox, masters: &[u8], writers: u64, duration: Duration) -> Report {
+    run_on(&targets(sb, masters), writers, duration)
+}
+
+/// [`run`] on a background thread, while the test injects faults.
+pub fn spawn(
+    sb: &Sandbox,
+    masters: &[u8],
+    writers: u64,
+    duration: Duration,
+) -> std::thread::JoinHandle<Report> {
+    let targets = targets(sb, masters);
+    std::thread::spawn(move || run_on(&targets, writers, duration))
+}
+
+/// (origin name, port) of each master.
+fn targets(sb: &Sandbox, masters: &[u8]) -> Vec<(String, u16)> {
+    masters
+        .iter()
+        .map(|&m| (format!("m{m}"), sb.port(m)))
+        .collect()
+}
+
+fn run_on(targets: &[(String, u16)], writers: u64, duration: Duration) -> Report {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -86,18 +109,18 @@ pub fn run(sb: &Sandbox, masters: &[u8], writers: u64, duration: Duration) -> Re
     let deadline = start + duration;
     let commits = rt.block_on(async {
         let mut tasks = Vec::new();
-        for &m in masters {
+        for (origin, port) in targets {
             for w in 0..writers {
                 tasks.push((
-                    m,
-                    tokio::spawn(writer(sb.port(m), format!("m{m}"), w, writers, deadline)),
+                    origin.clone(),
+                    tokio::spawn(writer(*port, origin.clone(), w, writers, deadline)),
                 ));
             }
         }
-        let mut per: Vec<(String, u64)> = masters.iter().map(|m| (format!("m{m}"), 0)).collect();
-        for (m, t) in tasks {
+        let mut per: Vec<(String, u64)> = targets.iter().map(|(o, _)| (o.clone(), 0)).collect();
+        for (origin, t) in tasks {
             let n = t.await.expect("writer task");
-            if let Some(entry) = per.iter_mut().find(|(o, _)| *o == format!("m{m}")) {
+            if let Some(entry) = per.iter_mut().find(|(o, _)| *o == origin) {
                 entry.1 += n;
             }
         }
@@ -106,6 +129,24 @@ pub fn run(sb: &Sandbox, masters: &[u8], writers: u64, duration: Duration) -> Re
     Report {
         commits,
         elapsed: start.elapsed(),
+    }
+}
+
+impl Report {
+    pub fn total(&self) -> u64 {
+        self.commits.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Two phases of load add up.
+    pub fn merge(mut self, other: Report) -> Report {
+        for (origin, n) in other.commits {
+            match self.commits.iter_mut().find(|(o, _)| *o == origin) {
+                Some(entry) => entry.1 += n,
+                None => self.commits.push((origin, n)),
+            }
+        }
+        self.elapsed += other.elapsed;
+        self
     }
 }
 

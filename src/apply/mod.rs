@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use crate::config::{ConflictMode, Master};
+use crate::config::{ApplySettings, ConflictMode, Master};
 use crate::conn::{self, ConnError, quote_ident, quote_str};
 use crate::gtid::{GtidSet, Uuid};
 use crate::source::assemble::{Statement, Step, TxnHeader};
@@ -89,6 +89,7 @@ pub struct Applier {
     conn: Conn,
     target: String,
     max_statement_bytes: usize,
+    statement_timeout: Option<Duration>,
     /// The FORMAT_DESCRIPTION event this session has loaded.
     fde: Option<Vec<u8>>,
     /// Base64 of row events not yet sent, inside the current transaction.
@@ -107,7 +108,7 @@ impl Applier {
     pub async fn connect(
         target: &Master,
         conflict: ConflictMode,
-        max_statement_bytes: usize,
+        settings: &ApplySettings,
         check_ownership: bool,
         timeout: Duration,
     ) -> Result<(Applier, TargetIdentity), ApplyError> {
@@ -156,7 +157,8 @@ impl Applier {
             Applier {
                 conn: c,
                 target: target.name.clone(),
-                max_statement_bytes,
+                max_statement_bytes: settings.max_statement_bytes,
+                statement_timeout: settings.statement_timeout,
                 fde: None,
                 pending_rows: String::new(),
                 current: None,
@@ -335,10 +337,46 @@ impl Applier {
     }
 
     async fn exec_bytes(&mut self, sql: &[u8], what: String) -> Result<(), ApplyError> {
-        match self.conn.query_drop(sql).await {
+        let run = self.conn.query_drop(sql);
+        let result = match self.statement_timeout {
+            None => run.await,
+            Some(limit) => match tokio::time::timeout(limit, run).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(ApplyError::Transaction {
+                        target: self.target.clone(),
+                        gtid: self.current_gtid(),
+                        errno: conn::CR_SERVER_LOST,
+                        message: format!("no answer within {limit:?}; dropping the session"),
+                        what,
+                        transient: true,
+                    });
+                }
+            },
+        };
+        match result {
             Ok(()) => Ok(()),
-            Err(e) => Err(self.error(&e, what)),
+            Err(e) => {
+                let mut error = self.error(&e, what);
+                // A server shutting down fails statements with odd errors (1105
+                // "Unknown error", 1053...) before it closes the session: an error
+                // on a session that no longer answers is the link, not the data.
+                if let ApplyError::Transaction { transient, .. } = &mut error
+                    && !*transient
+                    && !self.alive().await
+                {
+                    *transient = true;
+                }
+                Err(error)
+            }
         }
+    }
+
+    async fn alive(&mut self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.conn.ping()).await,
+            Ok(Ok(()))
+        )
     }
 
     fn error(&self, e: &mysql_async::Error, what: String) -> ApplyError {

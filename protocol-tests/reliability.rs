@@ -1,0 +1,277 @@
+//! Fault injection: every scenario ends with the same proof — all masters'
+//! gtid_executed equal, table checksums equal, and every workload commit
+//! present exactly once on every master.
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use gtid_relay::status::IoRunning;
+
+use crate::support::proxy::{Mode, Proxy};
+use crate::support::relay::{
+    InProcess, Process, TempDir, checksums, config_text, wait_converged, write_config,
+};
+use crate::support::workload::{self, Report};
+use crate::support::{Sandbox, wait_for};
+
+/// Kills per run of the kill -9 scenario; `GTID_RELAY_LONG=1` runs the long mode.
+fn kills() -> usize {
+    if std::env::var_os("GTID_RELAY_LONG").is_some() {
+        30
+    } else {
+        10
+    }
+}
+
+/// Two masters with the workload's schema and counters, relayed once.
+fn prepared(n: u8, extra_toml: &str) -> (Sandbox, String) {
+    let masters: Vec<u8> = (1..=n).collect();
+    let sb = Sandbox::start(n, &[]);
+    let text = config_text(&sb, &masters, extra_toml);
+    let relay = InProcess::start(&text);
+    relay.wait_running();
+    sb.sql(1, &workload::schema_sql());
+    wait_converged(&sb, &masters, Duration::from_secs(30));
+    for &m in &masters {
+        sb.sql(m, &workload::seed_sql(&format!("m{m}")));
+    }
+    wait_converged(&sb, &masters, Duration::from_secs(30));
+    relay.stop();
+    (sb, text)
+}
+
+fn prove_exactly_once(sb: &Sandbox, masters: &[u8], report: &Report) {
+    wait_converged(sb, masters, Duration::from_secs(300));
+    let first = checksums(sb, masters[0], workload::SCHEMA);
+    for &m in masters {
+        assert_eq!(
+            checksums(sb, m, workload::SCHEMA),
+            first,
+            "checksums of m{m}"
+        );
+        workload::assert_exactly_once(sb, m, report);
+    }
+}
+
+#[test]
+fn relay_killed_with_sigkill_under_load_loses_and_duplicates_nothing() {
+    let (sb, text) = prepared(2, "");
+    let dir = TempDir::new("kill9");
+    let config = write_config(&dir.0, &text);
+    let config = config.to_str().expect("utf8 path");
+    let kills = kills();
+    let load = workload::spawn(
+        &sb,
+        &[1, 2],
+        2,
+        Duration::from_millis(2_200) * kills as u32 + Duration::from_secs(2),
+    );
+    let mut survived = 0;
+    for k in 0..kills {
+        let mut relay =
+            Process::spawn(&["run", "--config", config], &dir.0.join(format!("log{k}")));
+        sleep(Duration::from_millis(300 + rand::random::<u64>() % 1_700));
+        relay.signal("KILL");
+        relay.wait(Duration::from_secs(10));
+        survived += 1;
+    }
+    let report = load.join().expect("workload");
+    let _relay = Process::spawn(&["run", "--config", config], &dir.0.join("final"));
+    prove_exactly_once(&sb, &[1, 2], &report);
+    eprintln!(
+        "kill -9: survived {survived} kills; {} transactions checked exactly once on both masters",
+        report.total()
+    );
+}
+
+#[test]
+fn masters_stopped_killed_and_restarted_under_load_converge_without_help() {
+    let (sb, text) = prepared(2, "");
+    let relay = InProcess::start(&text);
+    relay.wait_running();
+
+    // Load on m1 while m2 stops cleanly, comes back, then dies by SIGKILL and comes back.
+    let load = workload::spawn(&sb, &[1], 3, Duration::from_secs(12));
+    sleep(Duration::from_secs(2));
+    sb.stop(2);
+    sleep(Duration::from_secs(2));
+    sb.restart(2);
+    sleep(Duration::from_secs(2));
+    sb.kill(2);
+    sleep(Duration::from_secs(2));
+    sb.restart(2);
+    let first = load.join().expect("workload");
+
+    // And the other way round: load on m2 while m1 dies and comes back.
+    let load = workload::spawn(&sb, &[2], 3, Duration::from_secs(8));
+    sleep(Duration::from_secs(2));
+    sb.kill(1);
+    sleep(Duration::from_secs(2));
+    sb.restart(1);
+    let report = first.merge(load.join().expect("workload"));
+
+    prove_exactly_once(&sb, &[1, 2], &report);
+    let reconnects: u64 = relay.status().iter().map(|c| c.reconnects).sum();
+    assert!(reconnects > 0, "the relay must have reconnected");
+    eprintln!(
+        "master faults: {} transactions checked, {reconnects} reconnects",
+        report.total()
+    );
+    relay.stop();
+}
+
+#[test]
+fn network_resets_stalls_and_slow_links_are_survived() {
+    let (sb, _) = prepared(2, "");
+    let proxy = Proxy::start(sb.port(1));
+    // m1 is reached through the proxy, as source and as target.
+    let text = config_text(&sb, &[1, 2], "[apply]\nstatement_timeout_secs = 5\n").replace(
+        &format!("port = {}\n", sb.port(1)),
+        &format!("port = {}\n", proxy.port),
+    );
+    let relay = InProcess::start(&text);
+    relay.wait_running();
+
+    // A reset under load: every connection through the proxy is cut mid-stream.
+    let load = workload::spawn(&sb, &[1, 2], 2, Duration::from_secs(8));
+    sleep(Duration::from_secs(3));
+    let reconnects = relay.channel("m1->m2").reconnects;
+    proxy.reset_all();
+    wait_for(
+        "m1->m2 to reconnect after the reset",
+        Duration::from_secs(60),
+        || {
+            let c = relay.channel("m1->m2");
+            (c.reconnects > reconnects && c.io_running == IoRunning::Yes).then_some(())
+        },
+    );
+    let mut report = load.join().expect("workload");
+    wait_converged(&sb, &[1, 2], Duration::from_secs(120));
+
+    // A silent stall of an idle link: no bytes, no FIN; only the heartbeat
+    // timeout can notice.
+    proxy.set_mode(Mode::Stall);
+    let stalled_at = Instant::now();
+    let detected = wait_for("stall detection", Duration::from_secs(30), || {
+        let c = relay.channel("m1->m2");
+        c.last_io_error
+            .filter(|e| e.message.contains("sent nothing"))
+            .map(|_| stalled_at.elapsed())
+    });
+    proxy.set_mode(Mode::Pass);
+
+    // A slow link under load: 2 ms per chunk in both directions.
+    proxy.set_delay(Duration::from_millis(2));
+    let load = workload::spawn(&sb, &[1, 2], 2, Duration::from_secs(4));
+    report = report.merge(load.join().expect("workload"));
+    proxy.set_delay(Duration::ZERO);
+
+    prove_exactly_once(&sb, &[1, 2], &report);
+    let heartbeat_timeout = Duration::from_secs(3);
+    assert!(
+        detected <= heartbeat_timeout + Duration::from_secs(2),
+        "stall detected after {detected:?}"
+    );
+    eprintln!(
+        "network faults: stall detected after {detected:?} (read timeout {heartbeat_timeout:?}); {} transactions checked",
+        report.total()
+    );
+    relay.stop();
+}
+
+#[test]
+fn two_relays_on_the_same_configuration_deliver_exactly_once() {
+    let (sb, text) = prepared(2, "");
+    let dir = TempDir::new("tworelays");
+    let config = write_config(&dir.0, &text);
+    let config = config.to_str().expect("utf8 path");
+    let a = Process::spawn(&["run", "--config", config], &dir.0.join("a"));
+    let b = Process::spawn(&["run", "--config", config], &dir.0.join("b"));
+    let report = workload::run(&sb, &[1, 2], 2, Duration::from_secs(12));
+    prove_exactly_once(&sb, &[1, 2], &report);
+    // Both really streamed: each source lists two relay registrations.
+    let replicas = sb.sql(1, "SHOW REPLICAS");
+    assert_eq!(
+        replicas.lines().count(),
+        2,
+        "SHOW REPLICAS on m1:\n{replicas}"
+    );
+    for relay in [&a, &b] {
+        let log = relay.log_text();
+        assert!(!log.contains("Worker failed"), "{log}");
+    }
+    eprintln!("two relays: {} transactions checked", report.total());
+}
+
+#[test]
+fn purged_gtids_stop_only_that_channel_naming_the_missing_set_and_the_remedy() {
+    let sb = Sandbox::start(2, &[]);
+    sb.sql(
+        1,
+        "CREATE DATABASE p; CREATE TABLE p.t (id INT PRIMARY KEY); INSERT INTO p.t VALUES (1)",
+    );
+    // Purging "before tomorrow" removes every binlog but the active one.
+    sb.sql(
+        1,
+        "FLUSH BINARY LOGS; PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY",
+    );
+    let missing = sb.value(1, "SELECT @@GLOBAL.gtid_purged");
+    assert!(!missing.is_empty(), "m1 purged nothing");
+
+    let relay = InProcess::start(&config_text(&sb, &[1, 2], ""));
+    let error = wait_for("m1->m2 to stop", Duration::from_secs(30), || {
+        relay.channel("m1->m2").last_io_error
+    });
+    assert!(error.message.contains("purged"), "{}", error.message);
+    assert!(
+        error.message.contains(&missing),
+        "names {missing}: {}",
+        error.message
+    );
+    assert!(error.message.contains("mysqldump"), "{}", error.message);
+    assert_eq!(relay.channel("m1->m2").io_running, IoRunning::No);
+
+    // The other direction is unaffected.
+    sb.sql(2, "CREATE DATABASE fine");
+    wait_for("m2->m1 to relay", Duration::from_secs(30), || {
+        (sb.value(
+            1,
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'fine'",
+        ) == "1")
+            .then_some(())
+    });
+    relay.stop();
+}
+
+#[test]
+fn a_diverged_target_is_refused() {
+    let sb = Sandbox::start(2, &[]);
+    let uuid1 = sb.server_uuid(1);
+    sb.sql(1, "CREATE DATABASE a");
+    // m2 executes a transaction under m1's UUID that m1 never had.
+    sb.sql(
+        2,
+        &format!(
+            "SET GTID_NEXT = '{uuid1}:50'; CREATE DATABASE rogue; SET GTID_NEXT = 'AUTOMATIC'"
+        ),
+    );
+    let relay = InProcess::start(&config_text(&sb, &[1, 2], ""));
+    let error = wait_for("m1->m2 to refuse", Duration::from_secs(30), || {
+        relay.channel("m1->m2").last_io_error
+    });
+    assert!(error.message.contains("diverged"), "{}", error.message);
+    assert!(
+        error.message.contains(&format!("{uuid1}:50")),
+        "{}",
+        error.message
+    );
+    assert_eq!(relay.channel("m1->m2").io_running, IoRunning::No);
+    assert_eq!(
+        sb.value(
+            2,
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'a'"
+        ),
+        "0"
+    );
+    relay.stop();
+}
