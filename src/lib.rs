@@ -7,5 +7,7 @@ pub mod config;
 pub mod conn;
 pub mod filter;
 pub mod gtid;
+pub mod gtid_mode;
+pub mod preflight;
 pub mod source;
 pub mod status;
