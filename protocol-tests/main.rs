@@ -5,3 +5,5 @@ mod support;
 mod gtid_sets;
 mod relay;
 mod sandbox;
+mod gtid_mode;
+mod preflight;

@@ -94,6 +94,12 @@ impl Facts {
     fn num(&self, name: &str) -> Option<u64> {
         self.var(name).parse().ok()
     }
+
+    /// (increment, key residue): two masters with the same class generate the same keys.
+    fn key_class(&self) -> Option<(u64, u64)> {
+        let inc = self.num("auto_increment_increment")?;
+        Some((inc, effective_offset(inc, self.num("auto_increment_offset")?)))
+    }
 }
 
 const VARIABLES: &[&str] = &[
@@ -624,15 +630,7 @@ fn identity_checks(out: &mut Vec<Finding>, config: &Config, facts: &[Option<Fact
     let mine = effective_offset(inc, off);
     let colliding: Vec<&str> = others
         .iter()
-        .filter(|(_, f)| {
-            match (
-                f.num("auto_increment_increment"),
-                f.num("auto_increment_offset"),
-            ) {
-                (Some(i2), Some(o2)) => inc == i2 && effective_offset(i2, o2) == mine,
-                _ => false,
-            }
-        })
+        .filter(|(_, f)| f.key_class() == Some((inc, mine)))
         .map(|(name, _)| *name)
         .collect();
     if !colliding.is_empty() {
@@ -649,23 +647,29 @@ fn identity_checks(out: &mut Vec<Finding>, config: &Config, facts: &[Option<Fact
         ));
         return;
     }
-    let used: BTreeSet<u64> = others
-        .iter()
-        .filter_map(|(_, f)| {
-            Some(effective_offset(
-                f.num("auto_increment_increment")?,
-                f.num("auto_increment_offset")?,
-            ))
-        })
-        .collect();
+    // The first master of a colliding group keeps its offset; each later one
+    // gets its own free offset, so following every fix resolves the collision.
+    let classes: Vec<Option<(u64, u64)>> =
+        facts.iter().map(|f| f.as_ref().and_then(Facts::key_class)).collect();
+    let must_move = |j: usize| classes[j].is_some() && classes[..j].contains(&classes[j]);
     let want_inc = inc.max(masters);
-    let free = (1..=want_inc).find(|o| !used.contains(&(o % want_inc)));
-    let fix = match free {
-        Some(o) => format!(
+    let taken: BTreeSet<u64> = (0..facts.len())
+        .filter(|&j| !must_move(j))
+        .filter_map(|j| classes[j].map(|(_, o)| o % want_inc))
+        .collect();
+    let rank = (0..i).filter(|&j| must_move(j)).count();
+    let free = (1..=want_inc)
+        .filter(|o| !taken.contains(&(o % want_inc)))
+        .nth(rank);
+    let fix = match (must_move(i) || inc < masters, free) {
+        (false, _) => "keep this master's offset and change the colliding masters' (see their fix); \
+                       use the same increment on every master"
+            .to_string(),
+        (true, Some(o)) => format!(
             "SET PERSIST auto_increment_increment = {want_inc}, auto_increment_offset = {o} \
              (the same increment on every master, a distinct offset each; new sessions pick it up)"
         ),
-        None => format!(
+        (true, None) => format!(
             "raise auto_increment_increment above {want_inc} on every master and give each a distinct offset"
         ),
     };
