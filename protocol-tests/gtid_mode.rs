@@ -48,9 +48,11 @@ fn master_and_replica() -> Sandbox {
          CREATE TABLE load_db.c (k INT PRIMARY KEY, v BIGINT NOT NULL); \
          INSERT INTO load_db.c VALUES (0, 0), (1, 0), (2, 0), (3, 0)",
     );
-    wait_for("the replica to have the schema", Duration::from_secs(20), || {
-        (sb.try_sql(2, "SELECT COUNT(*) FROM load_db.c").ok()?.trim() == "4").then_some(())
-    });
+    wait_for(
+        "the replica to have the schema",
+        Duration::from_secs(20),
+        || (sb.try_sql(2, "SELECT COUNT(*) FROM load_db.c").ok()?.trim() == "4").then_some(()),
+    );
     sb
 }
 
@@ -142,7 +144,10 @@ fn under_load(sb: &Sandbox, args: &[&str]) -> (i32, String, Load, Duration) {
 }
 
 fn modes(sb: &Sandbox, i: u8) -> String {
-    sb.value(i, "SELECT CONCAT(@@GLOBAL.gtid_mode, ' ', @@GLOBAL.enforce_gtid_consistency)")
+    sb.value(
+        i,
+        "SELECT CONCAT(@@GLOBAL.gtid_mode, ' ', @@GLOBAL.enforce_gtid_consistency)",
+    )
 }
 
 /// Auto_Position, receiver state, applier state, last receiver and worker errors.
@@ -250,4 +255,49 @@ fn interrupted_enable_resumes_from_the_servers_state() {
     replica_caught_up(&sb);
     assert_eq!(checksums(&sb, 1, "load_db"), checksums(&sb, 2, "load_db"));
     println!("test took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_gtid_consistency_violation_stops_enable_at_warn() {
+    let mut sb = Sandbox::empty(1);
+    sb.start_instance(1, &["--gtid-mode=OFF"], &["--performance-schema=ON"]);
+    sb.sql(
+        1,
+        &format!(
+            "SET sql_log_bin = 0; CREATE USER '{ADMIN}'@'127.0.0.1' IDENTIFIED BY '{ADMIN_PASSWORD}'; \
+             GRANT ALL ON *.* TO '{ADMIN}'@'127.0.0.1'; SET sql_log_bin = 1; \
+             CREATE DATABASE x; CREATE TABLE x.m (a INT) ENGINE=MyISAM; CREATE TABLE x.i (a INT PRIMARY KEY)"
+        ),
+    );
+    let (code, text) = std::thread::scope(|s| {
+        // A non-transactional update inside a transaction, while the run watches.
+        let violator = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(1500));
+            sb.sql(
+                1,
+                "BEGIN; INSERT INTO x.i VALUES (1); INSERT INTO x.m VALUES (1); COMMIT",
+            );
+        });
+        let out = Command::new(env!("CARGO_BIN_EXE_gtid-relay"))
+            .args(["gtid-mode", "enable", "--server", &url(&sb, 1)])
+            .args(["--observe-secs", "4"])
+            .output()
+            .expect("run gtid-relay gtid-mode");
+        violator.join().expect("violator");
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    });
+    println!("{text}");
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("GTID consistency violation") && text.contains("non-transactional"),
+        "{text}"
+    );
+    assert_eq!(modes(&sb, 1), "OFF WARN");
 }

@@ -2,8 +2,8 @@
 
 mod support;
 
+mod gtid_mode;
 mod gtid_sets;
+mod preflight;
 mod relay;
 mod sandbox;
-mod gtid_mode;
-mod preflight;

@@ -33,9 +33,15 @@ fn check_passes_on_healthy_masters() {
     println!("{text}");
     assert_eq!(code, 0, "{text}");
     assert!(text.contains(" 0 failed"), "{text}");
-    for check in ["gtid_mode", "binlog_format", "auto_increment", "target_privileges"] {
+    for check in [
+        "gtid_mode",
+        "binlog_format",
+        "auto_increment",
+        "target_privileges",
+    ] {
         assert!(
-            text.lines().any(|l| l.contains(check) && l.contains("pass")),
+            text.lines()
+                .any(|l| l.contains(check) && l.contains("pass")),
             "{check} not passed:\n{text}"
         );
     }
@@ -43,11 +49,7 @@ fn check_passes_on_healthy_masters() {
 }
 
 /// The finding of `check` for `scope`, from the JSON report.
-fn finding<'a>(
-    report: &'a serde_json::Value,
-    scope: &str,
-    check: &str,
-) -> &'a serde_json::Value {
+fn finding<'a>(report: &'a serde_json::Value, scope: &str, check: &str) -> &'a serde_json::Value {
     report["findings"]
         .as_array()
         .expect("findings array")
@@ -108,12 +110,21 @@ fn check_reports_each_misconfiguration_with_its_fix() {
     assert!(f["fix"].as_str().unwrap().contains("binlog_format = 'ROW'"));
     let f = finding(&report, "m2", "server_id");
     assert_eq!(f["status"], "fail");
-    assert!(f["detail"].as_str().unwrap().contains("also used by m1"), "{f}");
+    assert!(
+        f["detail"].as_str().unwrap().contains("also used by m1"),
+        "{f}"
+    );
     let f = finding(&report, "m2", "auto_increment");
     assert_eq!(f["status"], "fail");
-    assert!(f["detail"].as_str().unwrap().contains("same keys as m1"), "{f}");
     assert!(
-        f["fix"].as_str().unwrap().contains("auto_increment_offset = 2"),
+        f["detail"].as_str().unwrap().contains("same keys as m1"),
+        "{f}"
+    );
+    assert!(
+        f["fix"]
+            .as_str()
+            .unwrap()
+            .contains("auto_increment_offset = 2"),
         "{f}"
     );
     let f = finding(&report, "m2", "target_privileges");
@@ -132,7 +143,12 @@ fn check_reports_each_misconfiguration_with_its_fix() {
         detail.contains("has purged binary logs") && detail.contains(&m1_uuid),
         "{purged}"
     );
-    assert!(purged["fix"].as_str().unwrap().contains("--set-gtid-purged=ON"));
+    assert!(
+        purged["fix"]
+            .as_str()
+            .unwrap()
+            .contains("--set-gtid-purged=ON")
+    );
     let diverged = finding(&report, "m2->m1", "gtid_position");
     assert_eq!(diverged["status"], "fail");
     assert!(
@@ -144,7 +160,10 @@ fn check_reports_each_misconfiguration_with_its_fix() {
     );
     // Healthy parts still pass.
     assert_eq!(finding(&report, "m1", "binlog_format")["status"], "pass");
-    assert_eq!(finding(&report, "m1", "source_privileges")["status"], "pass");
+    assert_eq!(
+        finding(&report, "m1", "source_privileges")["status"],
+        "pass"
+    );
 
     // `run` refuses both channels with the very message `check` printed.
     let relay = InProcess::start(&config_text(&sb, &[1, 2], ""));
@@ -175,8 +194,7 @@ fn unreachable_master_fails_with_the_connection_error() {
     let sb = Sandbox::start(1, &[]);
     let dir = TempDir::new("check-unreachable");
     // m2 points at a port nothing listens on; m1 has a wrong password.
-    let text = config_text(&sb, &[1], "")
-        .replace("relay-sandbox-pw", "wrong-password")
+    let text = config_text(&sb, &[1], "").replace("relay-sandbox-pw", "wrong-password")
         + &format!(
             "\n[[masters]]\nname = \"m2\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"relay\"\npassword = \"x\"\n",
             sb.spare_port(0)
@@ -191,5 +209,11 @@ fn unreachable_master_fails_with_the_connection_error() {
     assert!(!json.contains("wrong-password"));
     let m2 = finding(&report, "m2", "connection");
     assert_eq!(m2["status"], "fail");
-    assert!(m2["detail"].as_str().unwrap().contains("cannot connect to m2"), "{m2}");
+    assert!(
+        m2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect to m2"),
+        "{m2}"
+    );
 }

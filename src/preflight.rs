@@ -98,7 +98,10 @@ impl Facts {
     /// (increment, key residue): two masters with the same class generate the same keys.
     fn key_class(&self) -> Option<(u64, u64)> {
         let inc = self.num("auto_increment_increment")?;
-        Some((inc, effective_offset(inc, self.num("auto_increment_offset")?)))
+        Some((
+            inc,
+            effective_offset(inc, self.num("auto_increment_offset")?),
+        ))
     }
 }
 
@@ -649,8 +652,10 @@ fn identity_checks(out: &mut Vec<Finding>, config: &Config, facts: &[Option<Fact
     }
     // The first master of a colliding group keeps its offset; each later one
     // gets its own free offset, so following every fix resolves the collision.
-    let classes: Vec<Option<(u64, u64)>> =
-        facts.iter().map(|f| f.as_ref().and_then(Facts::key_class)).collect();
+    let classes: Vec<Option<(u64, u64)>> = facts
+        .iter()
+        .map(|f| f.as_ref().and_then(Facts::key_class))
+        .collect();
     let must_move = |j: usize| classes[j].is_some() && classes[..j].contains(&classes[j]);
     let want_inc = inc.max(masters);
     let taken: BTreeSet<u64> = (0..facts.len())
@@ -662,9 +667,11 @@ fn identity_checks(out: &mut Vec<Finding>, config: &Config, facts: &[Option<Fact
         .filter(|o| !taken.contains(&(o % want_inc)))
         .nth(rank);
     let fix = match (must_move(i) || inc < masters, free) {
-        (false, _) => "keep this master's offset and change the colliding masters' (see their fix); \
+        (false, _) => {
+            "keep this master's offset and change the colliding masters' (see their fix); \
                        use the same increment on every master"
-            .to_string(),
+                .to_string()
+        }
         (true, Some(o)) => format!(
             "SET PERSIST auto_increment_increment = {want_inc}, auto_increment_offset = {o} \
              (the same increment on every master, a distinct offset each; new sessions pick it up)"
