@@ -3,7 +3,9 @@
 mod support;
 
 mod admin;
+mod gtid_mode;
 mod gtid_sets;
+mod preflight;
 mod relay;
 mod reliability;
 mod sandbox;

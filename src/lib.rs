@@ -8,6 +8,8 @@ pub mod config;
 pub mod conn;
 pub mod filter;
 pub mod gtid;
+pub mod gtid_mode;
 pub mod identity;
+pub mod preflight;
 pub mod source;
 pub mod status;

@@ -146,6 +146,51 @@ fn query_error(master: &Master, what: &str, e: mysql_async::Error) -> SourceErro
     }
 }
 
+/// A source must generate GTIDs for the relay to position by them. Shared with
+/// `gtid-relay check`, so both report the same message.
+pub fn require_gtid_mode_on(master: &str, gtid_mode: &str) -> Result<(), SourceError> {
+    if gtid_mode.eq_ignore_ascii_case("ON") {
+        return Ok(());
+    }
+    Err(SourceError::GtidModeOff {
+        master: master.to_string(),
+        mode: gtid_mode.to_string(),
+    })
+}
+
+/// Whether source `master` (UUID `uuid`) can bring a target holding
+/// `target_executed` up to date: the target must not hold GTIDs of the source's
+/// UUID that the source never executed (diverged), and the source must still
+/// have in its binlogs everything the target lacks (purged). The one place this
+/// is decided, for both `run` (at every connect) and `check`.
+pub fn can_serve(
+    master: &str,
+    target: &str,
+    uuid: &Uuid,
+    source_executed: &GtidSet,
+    source_purged: &GtidSet,
+    target_executed: &GtidSet,
+) -> Result<(), SourceError> {
+    let extra = target_executed.for_uuid(uuid).subtract(source_executed);
+    if !extra.is_empty() {
+        return Err(SourceError::Diverged {
+            master: master.to_string(),
+            target: target.to_string(),
+            uuid: *uuid,
+            extra,
+        });
+    }
+    let missing = source_purged.subtract(target_executed);
+    if !missing.is_empty() {
+        return Err(SourceError::Purged {
+            master: master.to_string(),
+            target: target.to_string(),
+            missing,
+        });
+    }
+    Ok(())
+}
+
 /// Connect to `master`, check it can serve a target whose executed set is
 /// `target_executed`, and start streaming what the target lacks.
 pub async fn open(
@@ -170,12 +215,7 @@ pub async fn open(
             message: "no answer to the identity query".into(),
         });
     };
-    if gtid_mode != "ON" {
-        return Err(SourceError::GtidModeOff {
-            master: master.name.clone(),
-            mode: gtid_mode,
-        });
-    }
+    require_gtid_mode_on(&master.name, &gtid_mode)?;
     let parse = |what: &str, text: &str| {
         GtidSet::parse(text).map_err(|e| SourceError::Query {
             master: master.name.clone(),
@@ -193,23 +233,14 @@ pub async fn open(
     let source_executed = parse("gtid_executed", &executed)?;
     let source_purged = parse("gtid_purged", &purged)?;
 
-    let extra = target_executed.for_uuid(&uuid).subtract(&source_executed);
-    if !extra.is_empty() {
-        return Err(SourceError::Diverged {
-            master: master.name.clone(),
-            target: target_name.to_string(),
-            uuid,
-            extra,
-        });
-    }
-    let missing = source_purged.subtract(target_executed);
-    if !missing.is_empty() {
-        return Err(SourceError::Purged {
-            master: master.name.clone(),
-            target: target_name.to_string(),
-            missing,
-        });
-    }
+    can_serve(
+        &master.name,
+        target_name,
+        &uuid,
+        &source_executed,
+        &source_purged,
+        target_executed,
+    )?;
 
     let heartbeat_ns = registration.heartbeat.as_nanos();
     let setup = format!(
