@@ -546,47 +546,55 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn admin_mysqld_exporter_reports_up_and_channel_state() {
-    let _serial = serial();
-    // 9.7-faithful mode: mysqld_exporter 0.19 tries `SHOW SLAVE STATUS` before `SHOW
-    // REPLICA STATUS`; only when the former is a syntax error (as on 9.7) does it get the
-    // 9.7 column names its metrics are named after.
-    let ep = Endpoint::start_with(false, false, false);
-    let c = chroot();
-    let cnf_inner = format!("{}/exporter-{}.cnf", c.inner, ep.port());
-    std::fs::write(
-        c.root.join(cnf_inner.trim_start_matches('/')),
-        format!(
-            "[client]\nuser={USER}\npassword={PASSWORD}\nhost=127.0.0.1\nport={}\n",
-            ep.port()
-        ),
-    )
-    .unwrap();
-    let http_port = crate::support::free_port_base(1) + 1;
-    let log_path = std::env::temp_dir().join(format!("admin-exporter-{}.log", ep.port()));
-    let child = Command::new("chroot")
-        .arg(&c.root)
-        .args([
-            "/usr/bin/prometheus-mysqld-exporter",
-            &format!("--web.listen-address=127.0.0.1:{http_port}"),
-            &format!("--config.my-cnf={cnf_inner}"),
-            "--collect.slave_status",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .expect("start mysqld_exporter");
-    let _exporter = KillOnDrop(child);
-    let scrape = |want: &str| {
+/// mysqld_exporter scraping the admin endpoint on `admin_port`, killed on drop.
+struct Exporter {
+    _child: KillOnDrop,
+    http_port: u16,
+    log: PathBuf,
+}
+
+impl Exporter {
+    fn start(admin_port: u16) -> Exporter {
+        let c = chroot();
+        let cnf_inner = format!("{}/exporter-{admin_port}.cnf", c.inner);
+        std::fs::write(
+            c.root.join(cnf_inner.trim_start_matches('/')),
+            format!(
+                "[client]\nuser={USER}\npassword={PASSWORD}\nhost=127.0.0.1\nport={admin_port}\n"
+            ),
+        )
+        .unwrap();
+        let http_port = crate::support::free_port_base(1) + 1;
+        let log = std::env::temp_dir().join(format!("admin-exporter-{admin_port}.log"));
+        let child = Command::new("chroot")
+            .arg(&c.root)
+            .args([
+                "/usr/bin/prometheus-mysqld-exporter",
+                &format!("--web.listen-address=127.0.0.1:{http_port}"),
+                &format!("--config.my-cnf={cnf_inner}"),
+                "--collect.slave_status",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start mysqld_exporter");
+        Exporter {
+            _child: KillOnDrop(child),
+            http_port,
+            log,
+        }
+    }
+
+    /// Scrape until `channel`'s replica_io_running metric is `want`; the body.
+    fn scrape_until(&self, channel: &str, want: &str) -> String {
         let mut last = String::new();
         for _ in 0..60 {
-            if let Some(body) = http_get(http_port, "/metrics") {
+            if let Some(body) = http_get(self.http_port, "/metrics") {
                 let io = body
                     .lines()
                     .find(|l| {
                         l.starts_with("mysql_slave_status_replica_io_running")
-                            && l.contains(CHANNEL)
+                            && l.contains(channel)
                     })
                     .and_then(|l| l.rsplit(' ').next())
                     .map(str::to_string);
@@ -597,37 +605,178 @@ fn admin_mysqld_exporter_reports_up_and_channel_state() {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let metrics: Vec<&str> = last.lines().filter(|l| l.starts_with("mysql_")).collect();
         panic!(
-            "no replica_io_running {want} for {CHANNEL}; exporter log:\n{log}\nmetrics:\n{}",
+            "no replica_io_running {want} for {channel}; exporter log:\n{log}\nmetrics:\n{}",
             metrics.join("\n")
         );
-    };
-    let body = scrape("1");
-    assert_eq!(metric(&body, "mysql_up ").as_deref(), Some("1"), "{body}");
-    assert!(
-        body.contains("mysql_slave_status_seconds_behind_source"),
-        "{body}"
-    );
-    assert!(
-        body.contains("mysql_slave_status_replica_sql_running"),
-        "{body}"
-    );
+    }
+}
 
+// ---------------------------------------------------------------- the real relay
+
+/// The relay binary between two sandbox masters, with its admin endpoint on
+/// `port` (TLS from certs/out; the SLAVE spellings off, as on 9.7).
+fn real_relay(sb: &Sandbox, dir: &Path, port: u16) -> crate::support::relay::Process {
+    use crate::support::relay::{Process, config_text, write_config};
+    let out = certs();
+    let extra = format!(
+        "[relay]\nreport_host = \"127.0.0.1\"\n\n[admin]\nlisten = \"127.0.0.1:{port}\"\n\
+         tls_cert = \"{}\"\ntls_key = \"{}\"\nslave_syntax = false\n\
+         users = [{{ name = \"{USER}\", password_hash = \"{}\" }}]\n",
+        out.join("relay.pem").display(),
+        out.join("relay-key.pem").display(),
+        gtid_relay::admin::PasswordHash::from_password(PASSWORD),
+    );
+    let config = write_config(dir, &config_text(sb, &[1, 2], &extra));
+    let relay = Process::spawn(
+        &["run", "--config", config.to_str().unwrap()],
+        &dir.join("relay.log"),
+    );
+    crate::support::wait_for("the admin endpoint", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    relay
+}
+
+fn field<'a>(vertical: &'a str, name: &str) -> Option<&'a str> {
+    vertical
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(&format!("{name}: ")))
+}
+
+/// `SHOW REPLICA STATUS FOR CHANNEL` over TLS (VERIFY_CA against the project's CA).
+fn replica_status(port: u16, channel: &str) -> String {
+    let tls = verify_ca("ca.pem");
+    let mut extra = args(&tls);
+    extra.push("-E");
     let (ok, out) = mysql(
-        ep.port(),
+        port,
         PASSWORD,
-        &[],
-        "STOP REPLICA FOR CHANNEL 'm1->m2'",
+        &extra,
+        &format!("SHOW REPLICA STATUS FOR CHANNEL '{channel}'"),
     );
     assert!(ok, "{out}");
-    let body = scrape("0");
+    out
+}
+
+#[test]
+fn admin_controls_and_reports_the_real_relay_between_sandbox_masters() {
+    use crate::support::relay::{TempDir, wait_converged};
+    let mut sb = Sandbox::empty(2);
+    sb.start_instance(1, &[], &[]);
+    sb.start_instance(2, &[], &[]);
+    let dir = TempDir::new("admin-real");
+    let port = sb.spare_port(0);
+    let relay = real_relay(&sb, &dir.0, port);
+
+    // Both channels running, with MySQL's meanings.
+    let status = crate::support::wait_for("channels running", Duration::from_secs(30), || {
+        let s = replica_status(port, "m1->m2");
+        (field(&s, "Replica_IO_Running") == Some("Yes")
+            && field(&s, "Replica_SQL_Running") == Some("Yes"))
+        .then_some(s)
+    });
+    assert_eq!(
+        field(&status, "Source_Port"),
+        Some(sb.port(1).to_string().as_str()),
+        "{status}"
+    );
+    assert_eq!(
+        field(&status, "Source_UUID"),
+        Some(sb.server_uuid(1).as_str()),
+        "{status}"
+    );
+    assert_eq!(field(&status, "Auto_Position"), Some("1"), "{status}");
+    assert_eq!(
+        field(&status, "Seconds_Behind_Source"),
+        Some("0"),
+        "{status}"
+    );
+
+    // Every source lists the relay as a replica with the configured report address.
+    let replicas = sb.sql(1, "SHOW REPLICAS");
     assert!(
-        !body.lines().any(
-            |l| l.starts_with("mysql_slave_status_seconds_behind_source") && l.contains(CHANNEL)
+        replicas.contains(&format!("127.0.0.1\t{port}\t")),
+        "SHOW REPLICAS on m1: {replicas}"
+    );
+
+    // STOP REPLICA really stops that channel: m1's writes stay on m1.
+    let (ok, out) = mysql(port, PASSWORD, &[], "STOP REPLICA FOR CHANNEL 'm1->m2'");
+    assert!(ok, "{out}");
+    let stopped = replica_status(port, "m1->m2");
+    assert_eq!(
+        field(&stopped, "Replica_IO_Running"),
+        Some("No"),
+        "{stopped}"
+    );
+    assert_eq!(
+        field(&stopped, "Seconds_Behind_Source"),
+        Some("NULL"),
+        "{stopped}"
+    );
+    sb.sql(1, "CREATE DATABASE while_stopped");
+    sb.sql(2, "CREATE DATABASE from_m2");
+    crate::support::wait_for("m2->m1 still relaying", Duration::from_secs(30), || {
+        (sb.value(
+            1,
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'from_m2'",
+        ) == "1")
+            .then_some(())
+    });
+    assert_eq!(
+        sb.value(
+            2,
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'while_stopped'"
         ),
-        "NULL lag must not be reported as a number:\n{body}"
+        "0"
+    );
+    // The exporter sees the stopped channel, then the started one.
+    let exporter = Exporter::start(port);
+    let body = exporter.scrape_until("m1->m2", "0");
+    assert_eq!(metric(&body, "mysql_up ").as_deref(), Some("1"), "{body}");
+    let (ok, out) = mysql(port, PASSWORD, &[], "START REPLICA FOR CHANNEL 'm1->m2'");
+    assert!(ok, "{out}");
+    exporter.scrape_until("m1->m2", "1");
+    wait_converged(&sb, &[1, 2], Duration::from_secs(30));
+
+    // STOP REPLICA SQL_THREAD: the reader keeps running, nothing is applied.
+    let (ok, out) = mysql(
+        port,
+        PASSWORD,
+        &[],
+        "STOP REPLICA SQL_THREAD FOR CHANNEL 'm2->m1'",
+    );
+    assert!(ok, "{out}");
+    let s = replica_status(port, "m2->m1");
+    assert_eq!(field(&s, "Replica_SQL_Running"), Some("No"), "{s}");
+    assert_eq!(field(&s, "Replica_IO_Running"), Some("Yes"), "{s}");
+    sb.sql(2, "CREATE DATABASE sql_stopped");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        sb.value(
+            1,
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'sql_stopped'"
+        ),
+        "0"
+    );
+    let (ok, out) = mysql(
+        port,
+        PASSWORD,
+        &[],
+        "START REPLICA SQL_THREAD FOR CHANNEL 'm2->m1'",
+    );
+    assert!(ok, "{out}");
+    wait_converged(&sb, &[1, 2], Duration::from_secs(30));
+
+    // A wrong password: 1045, and no password in the relay's log.
+    let (ok, out) = mysql(port, "wrong-pw", &[], "SELECT 1");
+    assert!(!ok && out.contains("1045"), "{out}");
+    let log = relay.log_text();
+    assert!(
+        !log.contains("wrong-pw") && !log.contains(PASSWORD),
+        "{log}"
     );
 }
 

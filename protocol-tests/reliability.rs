@@ -146,7 +146,13 @@ fn network_resets_stalls_and_slow_links_are_survived() {
         },
     );
     let mut report = load.join().expect("workload");
-    wait_converged(&sb, &[1, 2], Duration::from_secs(120));
+    if std::panic::catch_unwind(|| wait_converged(&sb, &[1, 2], Duration::from_secs(120))).is_err()
+    {
+        panic!(
+            "not converged after the reset; relay status: {:#?}",
+            relay.status()
+        );
+    }
 
     // A silent stall of an idle link: no bytes, no FIN; only the heartbeat
     // timeout can notice.

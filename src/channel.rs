@@ -7,6 +7,7 @@
 //! session; the next one starts again from T's `gtid_executed`, so nothing
 //! queued but unapplied is lost and nothing applied is repeated.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,12 +16,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::apply::{Applier, ApplyError, Completed};
+use crate::apply::scheduler::{Progress, Scheduler};
+use crate::apply::{Applier, ApplyError, Completed, TargetIdentity};
 use crate::config::{ApplySettings, ChannelConfig, Config, Master, SourceSettings, SslMode};
 use crate::filter::{self, Verdict};
 use crate::gtid::{GtidSet, Uuid};
 use crate::identity;
-use crate::source::assemble::{Assembler, Step};
+use crate::source::assemble::{Assembler, Step, TxnHeader};
 use crate::source::{self, Registration, SourceError};
 use crate::status::{
     ChannelStatus, ControlError, IoRunning, LastError, Replicas, SourceTls, Threads,
@@ -52,8 +54,8 @@ struct State {
     last_io_error: Option<LastError>,
     last_sql_error: Option<LastError>,
     retrieved: GtidSet,
-    /// Original commit time of the transaction being applied.
-    applying_since_us: Option<u64>,
+    /// Original commit time of each transaction being applied, by dispatch index.
+    applying: BTreeMap<u64, u64>,
     log_file: String,
     log_pos: u64,
     retry_count: u64,
@@ -82,7 +84,7 @@ impl Default for State {
             last_io_error: None,
             last_sql_error: None,
             retrieved: GtidSet::new(),
-            applying_since_us: None,
+            applying: BTreeMap::new(),
             log_file: String::new(),
             log_pos: 0,
             retry_count: 0,
@@ -224,15 +226,7 @@ impl Channel {
             st.io = IoRunning::Connecting;
             st.io_state = "Connecting to source";
         }
-        let connected = Applier::connect(
-            &self.target,
-            self.config.conflict,
-            &self.apply_settings,
-            self.shares_target,
-            self.source_settings.connect_timeout,
-        )
-        .await;
-        let (applier, target) = match connected {
+        let (appliers, target) = match self.connect_appliers().await {
             Ok(x) => x,
             Err(e) => return self.apply_failed(e),
         };
@@ -257,11 +251,13 @@ impl Channel {
         let mut parked_rx = None;
         let mut applier_task: Option<JoinHandle<Result<(), ApplyError>>> = if desired.sql {
             Some(tokio::spawn(
-                self.clone().apply(applier, rx).instrument(span),
+                self.clone().apply(appliers, rx).instrument(span),
             ))
         } else {
             parked_rx = Some(rx);
-            applier.close().await;
+            for applier in appliers {
+                applier.close().await;
+            }
             None
         };
 
@@ -315,7 +311,7 @@ impl Channel {
         drop(parked_rx);
         {
             let mut st = self.state();
-            st.applying_since_us = None;
+            st.applying.clear();
             if st.io != IoRunning::Connecting || !desired.io {
                 st.io = IoRunning::No;
             }
@@ -454,61 +450,59 @@ impl Channel {
     }
 
     /// The SQL half: apply queued steps on T.
-    async fn apply(
-        self: Arc<Self>,
-        mut applier: Applier,
-        mut rx: mpsc::Receiver<Step>,
-    ) -> Result<(), ApplyError> {
-        {
-            let mut st = self.state();
-            st.sql_running = true;
-            st.sql_state = "Replica has read all relay log; waiting for more updates";
-        }
-        while let Some(step) = rx.recv().await {
-            if let Step::Begin(header) = &step {
-                let mut st = self.state();
-                st.applying_since_us = Some(header.original_commit_us);
-                st.sql_state = "Waiting for dependent transaction to commit";
-            }
-            match applier.apply(step).await {
-                Ok(Some(Completed {
-                    header: done,
-                    skipped,
-                })) => {
-                    self.executed().insert(&done.gtid);
-                    let mut st = self.state();
-                    if skipped {
-                        st.skipped_applied += 1;
-                    } else {
-                        st.transactions_applied += 1;
-                    }
-                    st.applying_since_us = None;
-                    st.sql_state = "Replica has read all relay log; waiting for more updates";
-                    st.last_applied_original_commit_us = Some(done.original_commit_us);
-                    st.last_applied_gtid = Some(done.gtid.to_string());
-                    st.last_applied_at = Some(SystemTime::now());
-                    st.last_sql_error = None;
-                }
-                Ok(None) => {}
+    /// The apply sessions of one session of the channel; the first also reads
+    /// the target's identity and position.
+    async fn connect_appliers(&self) -> Result<(Vec<Applier>, TargetIdentity), ApplyError> {
+        let connect = || {
+            Applier::connect(
+                &self.target,
+                self.config.conflict,
+                &self.apply_settings,
+                self.shares_target,
+                self.source_settings.connect_timeout,
+            )
+        };
+        let (first, target) = connect().await?;
+        let mut appliers = vec![first];
+        while appliers.len() < self.apply_settings.workers {
+            match connect().await {
+                Ok((applier, _)) => appliers.push(applier),
                 Err(e) => {
-                    applier.rollback().await;
-                    applier.close().await;
+                    for applier in appliers {
+                        applier.close().await;
+                    }
                     return Err(e);
                 }
             }
         }
-        // The reader stopped: whatever transaction is open was not fully received.
-        applier.rollback().await;
-        applier.close().await;
-        Ok(())
+        Ok((appliers, target))
+    }
+
+    /// The SQL half: apply queued steps on T through the scheduler's workers.
+    async fn apply(
+        self: Arc<Self>,
+        appliers: Vec<Applier>,
+        rx: mpsc::Receiver<Step>,
+    ) -> Result<(), ApplyError> {
+        {
+            let mut st = self.state();
+            st.sql_running = true;
+            st.sql_state = IDLE_SQL_STATE;
+        }
+        let preserve = self.apply_settings.preserve_commit_order;
+        Scheduler::new(appliers, preserve, self.clone())
+            .run(rx)
+            .await
     }
 
     pub fn status(&self) -> ChannelStatus {
         let executed = self.executed().to_string();
         let st = self.state();
         let seconds_behind = st.sql_running.then(|| {
-            st.applying_since_us
-                .map_or(0, |since| now_us().saturating_sub(since) / 1_000_000)
+            st.applying
+                .values()
+                .min()
+                .map_or(0, |&since| now_us().saturating_sub(since) / 1_000_000)
         });
         ChannelStatus {
             name: self.config.name.clone(),
@@ -642,6 +636,34 @@ fn registration(config: &Config, index: usize, channel: &ChannelConfig) -> Regis
         report_host: config.relay.report_host.clone(),
         report_port: config.relay.report_port,
         heartbeat: config.source.heartbeat,
+    }
+}
+
+const IDLE_SQL_STATE: &str = "Replica has read all relay log; waiting for more updates";
+
+impl Progress for Channel {
+    fn started(&self, index: u64, header: &TxnHeader) {
+        let mut st = self.state();
+        st.applying.insert(index, header.original_commit_us);
+        st.sql_state = "Waiting for dependent transaction to commit";
+    }
+
+    fn finished(&self, index: u64, done: &Completed) {
+        self.executed().insert(&done.header.gtid);
+        let mut st = self.state();
+        st.applying.remove(&index);
+        if done.skipped {
+            st.skipped_applied += 1;
+        } else {
+            st.transactions_applied += 1;
+        }
+        if st.applying.is_empty() {
+            st.sql_state = IDLE_SQL_STATE;
+        }
+        st.last_applied_original_commit_us = Some(done.header.original_commit_us);
+        st.last_applied_gtid = Some(done.header.gtid.to_string());
+        st.last_applied_at = Some(SystemTime::now());
+        st.last_sql_error = None;
     }
 }
 

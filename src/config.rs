@@ -151,6 +151,12 @@ pub struct ApplySettings {
     /// (the session is dropped, the target rolls back, the channel reconnects).
     /// None: no limit, for long DDL.
     pub statement_timeout: Option<Duration>,
+    /// Target sessions per channel applying transactions in parallel.
+    pub workers: usize,
+    /// Commit on the target in the source's order (gaps in gtid_executed are
+    /// harmless, but readers of the target then never see an order the source
+    /// did not have).
+    pub preserve_commit_order: bool,
 }
 
 /// An account of the admin SQL endpoint; the password is stored hashed.
@@ -284,6 +290,8 @@ struct RawApply {
     conflict: Option<ConflictMode>,
     max_statement_bytes: Option<Spanned<usize>>,
     statement_timeout_secs: Option<f64>,
+    workers: Option<Spanned<usize>>,
+    preserve_commit_order: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -421,8 +429,22 @@ impl Config {
             .and_then(|a| a.statement_timeout_secs)
             .filter(|s| *s > 0.0)
             .map(Duration::from_secs_f64);
+        let workers = match raw.apply.as_ref().and_then(|a| a.workers.clone()) {
+            Some(w) if !(1..=64).contains(w.get_ref()) => {
+                return Err(src.err(w.span(), "apply.workers", "must be between 1 and 64"));
+            }
+            Some(w) => w.into_inner(),
+            None => 4,
+        };
+        let preserve_commit_order = raw
+            .apply
+            .as_ref()
+            .and_then(|a| a.preserve_commit_order)
+            .unwrap_or(true);
         let apply = ApplySettings {
             statement_timeout,
+            workers,
+            preserve_commit_order,
             max_statement_bytes: match raw.apply.and_then(|a| a.max_statement_bytes) {
                 Some(v) if *v.get_ref() < 4096 => {
                     return Err(src.err(

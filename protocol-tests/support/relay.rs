@@ -193,12 +193,19 @@ impl Drop for Process {
 
 /// Wait until all masters `which` report the same gtid_executed; returns it.
 pub fn wait_converged(sb: &Sandbox, which: &[u8], timeout: Duration) -> String {
-    wait_for("masters to converge", timeout, || {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
         let sets: Vec<String> = which.iter().map(|&i| sb.gtid_executed(i)).collect();
-        sets.windows(2)
-            .all(|w| w[0] == w[1])
-            .then(|| sets[0].clone())
-    })
+        if sets.windows(2).all(|w| w[0] == w[1]) {
+            return sets[0].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "masters did not converge within {timeout:?}: {:?}",
+            which.iter().zip(&sets).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `CHECKSUM TABLE` of every base table in `schema` on master `i`, sorted.

@@ -6,6 +6,7 @@
 //! text with the source session's settings. `sql_log_bin` stays on, so the
 //! target binlogs every relayed transaction under its original GTID.
 
+pub mod scheduler;
 mod session;
 
 use std::time::Duration;

@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# gtid-relay against native MySQL replication, side by side on fresh sandbox
+# servers in one run (docs/benchmarks.md explains each figure).
+#
+#   deploy/bench.sh [catchup] [steady] [--seconds N] [--rates "100 300"]
+#
+# catchup: a sysbench oltp_write_only backlog (4 tables x 10k rows, 4 threads,
+#          20 s) on S while nothing replicates, then the time each applier takes
+#          to apply it: native replica (defaults), native replica (16 workers),
+#          the relay (defaults). Each runs alone.
+# steady:  sysbench at a fixed rate on both masters; lag p50/p90/p99 read from
+#          each target's binlog (immediate - original commit timestamp of every
+#          GTID event from the other master), for the relay and for native
+#          master-master replication, on the same fresh servers.
+# Cost:    relay CPU seconds per 1,000 transactions and peak RSS.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+phases=()
+seconds=60
+rates="100 300"
+while (($#)); do
+    case $1 in
+        catchup | steady) phases+=("$1") ;;
+        --seconds) seconds=$2; shift ;;
+        --rates) rates=$2; shift ;;
+        *) echo "usage: deploy/bench.sh [catchup] [steady] [--seconds N] [--rates \"100 300\"]" >&2; exit 2 ;;
+    esac
+    shift
+done
+((${#phases[@]})) || phases=(catchup steady)
+
+export SANDBOX_NS=bench SANDBOX_PORT_BASE=${SANDBOX_PORT_BASE:-4400}
+sb=deploy/sandbox.sh
+PW=relay-sandbox-pw
+$sb install
+command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc >/dev/null; }
+cargo build --release --quiet
+ROOT=$($sb root)
+work=$(mktemp -d /tmp/gtid-relay-bench.XXXXXX)
+relay_pid=
+cleanup() {
+    [[ -n $relay_pid ]] && kill "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null || true
+    for n in 1 2 3 4; do $sb wipe-now "$n" >/dev/null 2>&1 || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+say() { printf '\n== %s\n' "$*"; }
+sql() { $sb sql "$@"; }
+port() { $sb port "$1"; }
+fresh() { for n in "$@"; do $sb wipe-now "$n" >/dev/null 2>&1 || true; $sb start "$n" -- --performance-schema=ON >/dev/null; done; }
+now() { date +%s.%N; }
+
+sysbench() {
+    local n=$1 db=$2
+    shift 2
+    chroot "$ROOT" sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 \
+        --mysql-port="$(port "$n")" --mysql-user=relay --mysql-password=$PW --mysql-db="$db" \
+        --tables=4 --table-size=10000 "$@"
+}
+
+# gtid_executed of $1 contains that of $2
+caught_up() { [[ $(sql "$1" "SELECT GTID_SUBSET('$(sql "$2" "SELECT @@GLOBAL.gtid_executed")', @@GLOBAL.gtid_executed)") == 1 ]]; }
+wait_caught_up() {
+    local deadline=$((SECONDS + 900))
+    until caught_up "$1" "$2"; do
+        ((SECONDS < deadline)) || { echo "timed out waiting for m$1 to catch up with m$2" >&2; exit 1; }
+        sleep 0.05
+    done
+}
+
+relay_config() { # relay_config FILE "SRC TGT" [...] -- extra toml
+    local file=$1
+    shift
+    {
+        echo "[relay]"
+        echo "report_host = \"127.0.0.1\""
+        for n in 1 2; do
+            printf '\n[[masters]]\nname = "m%s"\nhost = "127.0.0.1"\nport = %s\nuser = "relay"\npassword = "%s"\n' "$n" "$(port "$n")" "$PW"
+        done
+        for pair in "$@"; do
+            printf '\n[[channels]]\nsource = "m%s"\ntarget = "m%s"\n' "${pair% *}" "${pair#* }"
+        done
+    } >"$file"
+}
+
+start_relay() {
+    target/release/gtid-relay run --config "$1" >"$work/relay.log" 2>&1 &
+    relay_pid=$!
+}
+
+stop_relay() {
+    kill -TERM "$relay_pid"
+    wait "$relay_pid" || true
+    relay_pid=
+}
+
+# CPU seconds (user+system) and peak RSS (KiB) of a live process.
+cpu_secs() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
+peak_rss() { awk '/VmHWM/ { print $2 }' "/proc/$1/status"; }
+
+native_replica() { # native_replica REPLICA SOURCE [workers]
+    sql "$1" "STOP REPLICA; RESET REPLICA ALL;
+        CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=$(port "$2"),
+        SOURCE_USER='relay', SOURCE_PASSWORD='$PW', SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1
+        ${3:+, SOURCE_CONNECT_RETRY=1}"
+    [[ -n ${3:-} ]] && sql "$1" "SET GLOBAL replica_parallel_workers = $3"
+    return 0
+}
+
+catchup() {
+    say "catch-up: fresh servers S=m1, native replicas m3 (defaults) and m4 (16 workers), relay target m2"
+    fresh 1 2 3 4
+    sql 1 "CREATE DATABASE sbtest"
+    sysbench 1 sbtest prepare >/dev/null
+    native_replica 3 1
+    native_replica 4 1 16
+    relay_config "$work/oneway.toml" "1 2"
+    # Everyone copies the prepared tables first; then replication stops.
+    sql 3 "START REPLICA"
+    sql 4 "START REPLICA"
+    start_relay "$work/oneway.toml"
+    for n in 2 3 4; do wait_caught_up "$n" 1; done
+    sql 3 "STOP REPLICA"
+    sql 4 "STOP REPLICA"
+    stop_relay
+    local before
+    before=$(sql 1 "SELECT @@GLOBAL.gtid_executed")
+    sysbench 1 sbtest --threads=4 --time=20 run >"$work/sysbench-backlog.txt"
+    local backlog
+    backlog=$(sql 1 "SELECT GTID_COUNT(GTID_SUBTRACT(@@GLOBAL.gtid_executed, '$before'))" 2>/dev/null ||
+        true)
+    if [[ -z $backlog || $backlog == NULL ]]; then
+        backlog=$(grep -oP 'transactions:\s+\K[0-9]+' "$work/sysbench-backlog.txt")
+    fi
+    echo "backlog: $backlog transactions"
+
+    local t0 t1 native16 native relay
+    t0=$(now); sql 3 "START REPLICA"; wait_caught_up 3 1; t1=$(now)
+    native=$(echo "$backlog / ($t1 - $t0)" | bc -l)
+    t0=$(now); sql 4 "START REPLICA"; wait_caught_up 4 1; t1=$(now)
+    native16=$(echo "$backlog / ($t1 - $t0)" | bc -l)
+    t0=$(now); start_relay "$work/oneway.toml"; local cpu0; cpu0=$(cpu_secs "$relay_pid")
+    wait_caught_up 2 1; t1=$(now)
+    relay=$(echo "$backlog / ($t1 - $t0)" | bc -l)
+    local cpu rss
+    cpu=$(echo "($(cpu_secs "$relay_pid") - $cpu0) * 1000 / $backlog" | bc -l)
+    rss=$(peak_rss "$relay_pid")
+    stop_relay
+    for n in 2 3 4; do
+        [[ $(sql "$n" "CHECKSUM TABLE sbtest.sbtest1, sbtest.sbtest2, sbtest.sbtest3, sbtest.sbtest4 EXTENDED") == \
+            "$(sql 1 "CHECKSUM TABLE sbtest.sbtest1, sbtest.sbtest2, sbtest.sbtest3, sbtest.sbtest4 EXTENDED")" ]] ||
+            { echo "checksums differ on m$n" >&2; exit 1; }
+    done
+    printf '%-34s %10s %10s\n' applier "trx/s" "relay/it"
+    printf '%-34s %10.0f %10.2f\n' "native replica (defaults)" "$native" "$(echo "$relay / $native" | bc -l)"
+    printf '%-34s %10.0f %10.2f\n' "native replica (16 workers)" "$native16" "$(echo "$relay / $native16" | bc -l)"
+    printf '%-34s %10.0f\n' "gtid-relay (defaults)" "$relay"
+    printf 'relay cost: %.2f CPU s per 1,000 transactions, peak RSS %d KiB\n' "$cpu" "$rss"
+}
+
+# Lag (ms) of every transaction from master $2 as committed on master $1, read
+# from $1's binlogs: immediate_commit_timestamp - original_commit_timestamp.
+lag_ms() {
+    local target=$1 origin_uuid=$2 dir
+    dir=$($sb datadir "$target")
+    chroot "$ROOT" sh -c "mysqlbinlog ${dir#"$ROOT"}/binlog.0*" 2>/dev/null |
+        awk -v u="$origin_uuid" '
+            /original_committed_timestamp=/ {
+                for (i = 1; i <= NF; i++) {
+                    if ($i ~ /^original_committed_timestamp=/) { split($i, a, "="); o = a[2] }
+                    if ($i ~ /^immediate_commit_timestamp=/) { split($i, b, "="); m = b[2] }
+                }
+                pending = 1; next
+            }
+            pending && /GTID_NEXT=/ {
+                if (index($0, u)) printf "%.3f\n", (m - o) / 1000
+                pending = 0
+            }'
+}
+
+percentiles() { # stdin: numbers; prints p50 p90 p99 count
+    sort -n | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "- - - 0"; exit }
+        printf "%.1f %.1f %.1f %d\n", v[int(NR * 0.50) + (NR * 0.50 > int(NR * 0.50))], v[int(NR * 0.90) + (NR * 0.90 > int(NR * 0.90))], v[int(NR * 0.99) + (NR * 0.99 > int(NR * 0.99))], NR }'
+}
+
+steady_one() { # steady_one RATE native|relay
+    local rate=$1 mode=$2
+    fresh 1 2
+    for n in 1 2; do sql "$n" "CREATE DATABASE sb$n"; done
+    if [[ $mode == native ]]; then
+        native_replica 1 2
+        native_replica 2 1
+        sql 1 "START REPLICA"
+        sql 2 "START REPLICA"
+    else
+        relay_config "$work/mesh.toml" "1 2" "2 1"
+        start_relay "$work/mesh.toml"
+    fi
+    for n in 1 2; do sysbench "$n" "sb$n" prepare >/dev/null; done
+    wait_caught_up 1 2
+    wait_caught_up 2 1
+    local cpu0=0
+    [[ $mode == relay ]] && cpu0=$(cpu_secs "$relay_pid")
+    sysbench 1 sb1 --threads=4 --rate="$rate" --time="$seconds" run >"$work/sb1.txt" &
+    local p1=$!
+    sysbench 2 sb2 --threads=4 --rate="$rate" --time="$seconds" run >"$work/sb2.txt" &
+    wait "$p1" $!
+    wait_caught_up 1 2
+    wait_caught_up 2 1
+    local u1 u2
+    u1=$(sql 1 "SELECT @@server_uuid")
+    u2=$(sql 2 "SELECT @@server_uuid")
+    local stats
+    stats=$({ lag_ms 2 "$u1"; lag_ms 1 "$u2"; } | percentiles)
+    local extra=""
+    if [[ $mode == relay ]]; then
+        local trx
+        trx=$(grep -ohP 'transactions:\s+\K[0-9]+' "$work/sb1.txt" "$work/sb2.txt" | paste -sd+ | bc)
+        extra=$(printf 'cpu %.2f s/1k trx, peak RSS %d KiB' \
+            "$(echo "($(cpu_secs "$relay_pid") - $cpu0) * 1000 / $trx" | bc -l)" "$(peak_rss "$relay_pid")")
+        stop_relay
+    else
+        sql 1 "STOP REPLICA"
+        sql 2 "STOP REPLICA"
+    fi
+    read -r p50 p90 p99 count <<<"$stats"
+    printf '%-8s %6s/s %-22s %8s %8s %8s %8s  %s\n' "$rate" "" "$mode" "$p50" "$p90" "$p99" "$count" "$extra"
+    echo "$p99" >"$work/p99-$rate-$mode"
+}
+
+steady() {
+    say "steady state: sysbench oltp_write_only at a fixed rate on both masters for ${seconds}s; lag in ms"
+    printf '%-8s %8s %-22s %8s %8s %8s %8s\n' rate "" setup p50 p90 p99 trx
+    for rate in $rates; do
+        steady_one "$rate" native
+        steady_one "$rate" relay
+        printf '  relay p99 / native p99 at %s/s: %.2f\n' "$rate" \
+            "$(echo "$(cat "$work/p99-$rate-relay") / $(cat "$work/p99-$rate-native")" | bc -l)"
+    done
+}
+
+for phase in "${phases[@]}"; do "$phase"; done

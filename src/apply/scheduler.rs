@@ -1,0 +1,333 @@
+//! Parallel apply: transactions go to a pool of target sessions, scheduled by
+//! the source's logical clock like `replica_parallel_type=LOGICAL_CLOCK`.
+//!
+//! A transaction with `last_committed = L` may start once every transaction of
+//! the same binlog file with `sequence_number <= L` has committed (the source
+//! committed them in one group, so they do not conflict). The clock restarts
+//! with every binlog file, so a new FORMAT_DESCRIPTION event is a barrier; so
+//! is DDL, which runs alone. Steps stream to the worker as they arrive:
+//! nothing holds a whole transaction.
+//!
+//! Crash safety needs no bookkeeping here: a transaction is either committed on
+//! the target (and in its gtid_executed) or not, so after any failure the next
+//! session asks the source for exactly the holes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+
+use super::{Applier, ApplyError, Completed};
+use crate::source::assemble::{Step, TxnHeader};
+
+/// Steps queued per worker; the reader already buffers upstream.
+const WORKER_QUEUE: usize = 64;
+
+/// What the scheduler tells the channel as transactions start and finish.
+pub trait Progress: Send + Sync + 'static {
+    fn started(&self, index: u64, header: &TxnHeader);
+    fn finished(&self, index: u64, done: &Completed);
+}
+
+/// Commits in dispatch order when preserving commit order: transaction `i`
+/// commits only after `i - 1` did.
+struct CommitOrder {
+    next: std::sync::Mutex<u64>,
+    turn: Notify,
+}
+
+impl CommitOrder {
+    async fn wait_turn(&self, index: u64) {
+        loop {
+            let notified = self.turn.notified();
+            if *self.next.lock().unwrap_or_else(|p| p.into_inner()) == index {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn done(&self, index: u64) {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        *next = (*next).max(index + 1);
+        drop(next);
+        self.turn.notify_waiters();
+    }
+}
+
+/// A step for a worker, tagged with the dispatch index of its transaction.
+struct Work {
+    index: u64,
+    step: Step,
+}
+
+/// What a worker reports when a transaction ends.
+struct Done {
+    worker: usize,
+    index: u64,
+    result: Result<Option<Completed>, ApplyError>,
+}
+
+async fn worker(
+    id: usize,
+    mut applier: Applier,
+    mut rx: mpsc::Receiver<Work>,
+    done: mpsc::UnboundedSender<Done>,
+    order: Option<Arc<CommitOrder>>,
+) {
+    while let Some(Work { index, step }) = rx.recv().await {
+        let ends = step.ends_transaction();
+        if ends && let Some(order) = &order {
+            order.wait_turn(index).await;
+        }
+        let result = applier.apply(step).await;
+        let failed = result.is_err();
+        if ends || failed {
+            if let Some(order) = &order
+                && !failed
+            {
+                order.done(index);
+            }
+            if done
+                .send(Done {
+                    worker: id,
+                    index,
+                    result,
+                })
+                .is_err()
+                || failed
+            {
+                break;
+            }
+        }
+    }
+    // The queue closed: a transaction still open was not fully received.
+    applier.rollback().await;
+    applier.close().await;
+}
+
+/// In-flight transactions, by dispatch index: (binlog file epoch, sequence_number).
+#[derive(Default)]
+struct InFlight {
+    by_index: BTreeMap<u64, (u64, u64)>,
+}
+
+impl InFlight {
+    /// May a transaction of `epoch` with `last_committed` start?
+    fn allows(&self, epoch: u64, last_committed: u64) -> bool {
+        self.by_index
+            .values()
+            .all(|&(e, seq)| e == epoch && seq > last_committed)
+    }
+}
+
+pub struct Scheduler {
+    workers: Vec<mpsc::Sender<Work>>,
+    busy: Vec<bool>,
+    tasks: JoinSet<()>,
+    done: mpsc::UnboundedReceiver<Done>,
+    in_flight: InFlight,
+    progress: Arc<dyn Progress>,
+    /// Binlog file epoch: bumped at each FORMAT_DESCRIPTION event.
+    epoch: u64,
+    next_index: u64,
+    /// The worker receiving the current transaction's steps.
+    current: Option<(usize, u64)>,
+    /// A Begin waiting for the next step, which tells DDL from DML.
+    pending_begin: Option<TxnHeader>,
+    failure: Option<ApplyError>,
+}
+
+impl Scheduler {
+    pub fn new(
+        appliers: Vec<Applier>,
+        preserve_commit_order: bool,
+        progress: Arc<dyn Progress>,
+    ) -> Scheduler {
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let order = preserve_commit_order.then(|| {
+            Arc::new(CommitOrder {
+                next: std::sync::Mutex::new(0),
+                turn: Notify::new(),
+            })
+        });
+        let mut tasks = JoinSet::new();
+        let mut workers = Vec::new();
+        for (id, applier) in appliers.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel(WORKER_QUEUE);
+            tasks.spawn(worker(id, applier, rx, done_tx.clone(), order.clone()));
+            workers.push(tx);
+        }
+        Scheduler {
+            busy: vec![false; workers.len()],
+            workers,
+            tasks,
+            done,
+            in_flight: InFlight::default(),
+            progress,
+            epoch: 0,
+            next_index: 0,
+            current: None,
+            pending_begin: None,
+            failure: None,
+        }
+    }
+
+    /// Apply every step from `rx` until it closes or a worker fails.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Step>) -> Result<(), ApplyError> {
+        while let Some(step) = rx.recv().await {
+            self.collect_ready();
+            if self.failure.is_some() {
+                break;
+            }
+            if let Err(()) = self.dispatch(step).await {
+                break;
+            }
+        }
+        self.finish().await
+    }
+
+    async fn dispatch(&mut self, step: Step) -> Result<(), ()> {
+        match step {
+            Step::FormatDescription(fde) => {
+                // A new binlog file: its logical clock starts over.
+                self.drain().await?;
+                self.epoch += 1;
+                for w in 0..self.workers.len() {
+                    self.send(w, u64::MAX, Step::FormatDescription(fde.clone()))
+                        .await?;
+                }
+                Ok(())
+            }
+            Step::Begin(header) => {
+                self.pending_begin = Some(header);
+                Ok(())
+            }
+            step => {
+                if let Some(header) = self.pending_begin.take() {
+                    self.start(header, matches!(step, Step::Ddl(_))).await?;
+                }
+                let Some((w, index)) = self.current else {
+                    // Steps outside a transaction cannot happen (the assembler
+                    // rejects them); nothing to apply them to.
+                    return Ok(());
+                };
+                let ends = step.ends_transaction();
+                self.send(w, index, step).await?;
+                if ends {
+                    self.current = None;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Assign the transaction to a worker once its dependencies allow.
+    async fn start(&mut self, header: TxnHeader, ddl: bool) -> Result<(), ()> {
+        if ddl {
+            self.drain().await?;
+        } else {
+            while !self.in_flight.allows(self.epoch, header.last_committed) {
+                self.wait_one().await?;
+            }
+        }
+        let w = loop {
+            if let Some(free) = self.busy.iter().position(|b| !b) {
+                break free;
+            }
+            self.wait_one().await?;
+        };
+        let index = self.next_index;
+        self.next_index += 1;
+        self.busy[w] = true;
+        self.in_flight
+            .by_index
+            .insert(index, (self.epoch, header.sequence_number));
+        self.progress.started(index, &header);
+        self.current = Some((w, index));
+        self.send(w, index, Step::Begin(header)).await
+    }
+
+    /// Send a step to worker `w`. DDL runs alone: having drained before it
+    /// started, wait for it to finish before anything else starts.
+    async fn send(&mut self, w: usize, index: u64, step: Step) -> Result<(), ()> {
+        let ddl = matches!(step, Step::Ddl(_));
+        if self.workers[w].send(Work { index, step }).await.is_err() {
+            // The worker is gone: it reported why on the done channel.
+            self.wait_failure().await;
+            return Err(());
+        }
+        if ddl {
+            self.drain().await?;
+        }
+        Ok(())
+    }
+
+    /// Handle completions that are already in.
+    fn collect_ready(&mut self) {
+        while let Ok(done) = self.done.try_recv() {
+            self.handle(done);
+        }
+    }
+
+    fn handle(&mut self, done: Done) {
+        self.busy[done.worker] = false;
+        self.in_flight.by_index.remove(&done.index);
+        match done.result {
+            Ok(Some(completed)) => self.progress.finished(done.index, &completed),
+            Ok(None) => {}
+            Err(e) => {
+                if self.failure.is_none() {
+                    self.failure = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Wait for one transaction to end; Err once any worker failed.
+    async fn wait_one(&mut self) -> Result<(), ()> {
+        match self.done.recv().await {
+            Some(done) => self.handle(done),
+            None => return Err(()),
+        }
+        if self.failure.is_some() {
+            Err(())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Wait until nothing is in flight.
+    async fn drain(&mut self) -> Result<(), ()> {
+        while !self.in_flight.by_index.is_empty() {
+            self.wait_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_failure(&mut self) {
+        while self.failure.is_none() {
+            match self.done.recv().await {
+                Some(done) => self.handle(done),
+                None => return,
+            }
+        }
+    }
+
+    /// Stop the workers (they roll back what is open) and report the first failure.
+    async fn finish(mut self) -> Result<(), ApplyError> {
+        self.workers.clear();
+        if self.failure.is_some() {
+            // Workers waiting for their commit turn behind the failed one would
+            // wait forever; dropping their sessions rolls them back.
+            self.tasks.abort_all();
+        }
+        while self.tasks.join_next().await.is_some() {}
+        self.collect_ready();
+        match self.failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
