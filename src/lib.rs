@@ -9,3 +9,4 @@ pub mod filter;
 pub mod gtid;
 pub mod source;
 pub mod status;
+pub mod verify;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -10,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use gtid_relay::channel::Relay;
 use gtid_relay::config::{Config, LogFormat};
+use gtid_relay::verify::{Options, Verifier, stderr_is_terminal};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +32,34 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Checksum every replicated table on all masters, online. Exit status:
+    /// 0 consistent, 1 differences found, 2 inconclusive or error (docs/verify.md).
+    Verify {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this schema.
+        #[arg(long)]
+        schema: Option<String>,
+        /// Only tables of this name.
+        #[arg(long)]
+        table: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Target seconds per chunk checksum query (bounds the load on the masters).
+        #[arg(long, default_value = "0.25")]
+        chunk_time: f64,
+        /// Seconds to wait for the masters to apply each other's in-flight transactions
+        /// before a differing chunk is re-checked; past it the chunk is inconclusive.
+        #[arg(long, default_value = "30")]
+        wait_timeout: f64,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
 }
 
 fn init_logging(format: LogFormat) {
@@ -67,6 +97,31 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Exit status of `verify` when it cannot produce a verdict.
+const VERIFY_ERROR: u8 = 2;
+
+fn seconds(name: &str, secs: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{name} must be a positive number of seconds"))
+}
+
+async fn verify(
+    config: PathBuf,
+    options: impl FnOnce() -> anyhow::Result<Options>,
+    format: ReportFormat,
+) -> anyhow::Result<u8> {
+    let options = options()?;
+    let config = Config::load(&config)?;
+    let report = Verifier::connect(&config, options).await?.run().await?;
+    match format {
+        ReportFormat::Text => print!("{}", report.to_text()),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(report.verdict.exit_code())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -79,16 +134,40 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => run(config).await.context("gtid-relay run"),
+            Command::Run { config } => match run(config).await.context("gtid-relay run") {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::Verify {
+                config,
+                schema,
+                table,
+                format,
+                chunk_time,
+                wait_timeout,
+            } => {
+                let options = || {
+                    Ok(Options {
+                        schema,
+                        table,
+                        chunk_time: seconds("chunk-time", chunk_time)?,
+                        wait_timeout: seconds("wait-timeout", wait_timeout)?,
+                        progress: stderr_is_terminal(),
+                    })
+                };
+                match verify(config, options, format).await {
+                    Ok(code) => ExitCode::from(code),
+                    Err(e) => {
+                        eprintln!("error: gtid-relay verify: {e:#}");
+                        ExitCode::from(VERIFY_ERROR)
+                    }
+                }
+            }
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
