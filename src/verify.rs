@@ -99,6 +99,7 @@ pub struct Report {
     pub masters: Vec<String>,
     pub tables: Vec<TableReport>,
     pub chunks: u64,
+    pub rechecked: u64,
     pub rows: u64,
     pub elapsed_secs: f64,
 }
@@ -111,6 +112,9 @@ pub struct TableReport {
     pub index: Option<String>,
     pub key_columns: Vec<String>,
     pub chunks: u64,
+    /// Chunks that differed at first and were re-checked after the masters
+    /// executed each other's in-flight transactions.
+    pub rechecked: u64,
     /// Rows on the first master.
     pub rows: u64,
     pub status: Status,
@@ -147,8 +151,14 @@ pub struct MasterChunk {
 #[derive(Debug, Serialize)]
 pub struct RowDiff {
     pub key: Vec<String>,
-    /// Row hash per master, `None` where the row is missing.
-    pub hashes: Vec<(String, Option<String>)>,
+    pub hashes: Vec<RowHash>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RowHash {
+    pub master: String,
+    /// First 16 hex digits of the row's SHA-256; `None` where the row is missing.
+    pub hash: Option<String>,
 }
 
 struct Master {
@@ -239,8 +249,9 @@ impl Table {
             .join(", ")
     }
 
-    /// MD5 of the row: every column, then one ISNULL marker per column because
-    /// CONCAT_WS skips NULLs (pt-table-checksum's construction).
+    /// SHA-256 of the row (MySQL 9.7 removed MD5 and SHA1): every column, then one
+    /// ISNULL marker per column because CONCAT_WS skips NULLs (pt-table-checksum's
+    /// construction).
     fn row_hash(&self) -> String {
         let values: Vec<String> = self.columns.iter().map(Column::hash_expr).collect();
         let nulls: Vec<String> = self
@@ -249,7 +260,7 @@ impl Table {
             .map(|c| format!("ISNULL({})", quote_ident(&c.name)))
             .collect();
         format!(
-            "MD5(CONCAT_WS('#', {}, CONCAT({})))",
+            "SHA2(CONCAT_WS('#', {}, CONCAT({})), 256)",
             values.join(", "),
             nulls.join(", ")
         )
@@ -514,6 +525,7 @@ impl Verifier {
                     index: None,
                     key_columns: Vec::new(),
                     chunks: 0,
+                    rechecked: 0,
                     rows: 0,
                     status: Status::Different,
                     note: Some(format!("missing on {}", missing_on.join(", "))),
@@ -535,6 +547,7 @@ impl Verifier {
             verdict,
             masters,
             chunks: tables.iter().map(|t| t.chunks).sum(),
+            rechecked: tables.iter().map(|t| t.rechecked).sum(),
             rows: tables.iter().map(|t| t.rows).sum(),
             elapsed_secs: started.elapsed().as_secs_f64(),
             tables,
@@ -665,6 +678,7 @@ impl Verifier {
             index: table.key.as_ref().map(|(i, _)| i.clone()),
             key_columns: table.key_cols().iter().map(|c| c.name.clone()).collect(),
             chunks: 0,
+            rechecked: 0,
             rows: 0,
             status: Status::Consistent,
             note: table.note.clone(),
@@ -695,6 +709,7 @@ impl Verifier {
             self.progress
                 .show(&table.schema, &table.name, report.chunks, report.rows);
         }
+        report.rechecked = differing.len() as u64;
         for (index, chunk) in differing {
             let diff = match self.recheck(table, &chunk).await? {
                 Recheck::Consistent => continue,
@@ -886,7 +901,14 @@ impl Verifier {
                     .take(MAX_ROWS_LISTED)
                     .map(|(key, hashes)| RowDiff {
                         key,
-                        hashes: names.iter().cloned().zip(hashes).collect(),
+                        hashes: names
+                            .iter()
+                            .zip(hashes)
+                            .map(|(master, hash)| RowHash {
+                                master: master.clone(),
+                                hash: hash.map(|h| h.chars().take(16).collect()),
+                            })
+                            .collect(),
                     })
                     .collect();
                 (Status::Different, masters, differing, rows)
@@ -1025,7 +1047,9 @@ impl Report {
                         let hashes: Vec<String> = r
                             .hashes
                             .iter()
-                            .map(|(m, h)| format!("{m}={}", h.as_deref().unwrap_or("missing")))
+                            .map(|h| {
+                                format!("{}={}", h.master, h.hash.as_deref().unwrap_or("missing"))
+                            })
                             .collect();
                         out.push_str(&format!(
                             "  row ({}): {}\n",
@@ -1038,10 +1062,12 @@ impl Report {
             }
         }
         out.push_str(&format!(
-            "\nverdict: {} ({} tables, {} chunks, {} rows in {:.1} s, {:.0} rows/s)\n",
+            "\nverdict: {} ({} tables, {} chunks ({} re-checked after replication caught up), \
+             {} rows in {:.1} s, {:.0} rows/s)\n",
             self.verdict.as_str(),
             self.tables.len(),
             self.chunks,
+            self.rechecked,
             self.rows,
             self.elapsed_secs,
             self.rows as f64 / self.elapsed_secs.max(0.001)
