@@ -940,6 +940,7 @@ fn unreadable(schema: &str, table: &str, reason: String) -> TableReport {
         index: None,
         key_columns: Vec::new(),
         chunks: 0,
+        rechecked: 0,
         rows: 0,
         status: Status::Inconclusive,
         note: Some(format!("unverifiable: {reason}")),
