@@ -5,3 +5,4 @@ mod support;
 mod gtid_sets;
 mod relay;
 mod sandbox;
+mod verify;

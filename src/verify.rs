@@ -236,7 +236,9 @@ impl Table {
 
     fn from_index(&self) -> String {
         match &self.key {
-            Some((index, _)) => format!("{} FORCE INDEX ({})", self.qualified(), quote_ident(index)),
+            Some((index, _)) => {
+                format!("{} FORCE INDEX ({})", self.qualified(), quote_ident(index))
+            }
             None => self.qualified(),
         }
     }
@@ -821,14 +823,11 @@ impl Verifier {
             if table.key.is_none() {
                 continue;
             }
-            let maps: Vec<BTreeMap<Vec<String>, String>> = join_all(
-                self.masters
-                    .iter_mut()
-                    .map(|m| m.row_hashes(table, chunk)),
-            )
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+            let maps: Vec<BTreeMap<Vec<String>, String>> =
+                join_all(self.masters.iter_mut().map(|m| m.row_hashes(table, chunk)))
+                    .await
+                    .into_iter()
+                    .collect::<Result<_, _>>()?;
             let keys: BTreeSet<&Vec<String>> = maps.iter().flat_map(|m| m.keys()).collect();
             let differ: BTreeMap<Vec<String>, Vec<Option<String>>> = keys
                 .into_iter()
@@ -1059,7 +1058,10 @@ impl Report {
                         ));
                     }
                 }
-                out.push_str(&format!("  inspect: {}\n  repair: {}\n", d.inspect, d.repair));
+                out.push_str(&format!(
+                    "  inspect: {}\n  repair: {}\n",
+                    d.inspect, d.repair
+                ));
             }
         }
         out.push_str(&format!(
