@@ -234,7 +234,8 @@ impl Table {
         }
     }
 
-    fn from_index(&self) -> String {
+    /// The table as a FROM clause, forced onto the walked index.
+    fn source(&self) -> String {
         match &self.key {
             Some((index, _)) => {
                 format!("{} FORCE INDEX ({})", self.qualified(), quote_ident(index))
@@ -313,7 +314,7 @@ impl Table {
             params.extend(Self::compare_params(upper));
         }
         if conds.is_empty() {
-            ("1=1".to_string(), params)
+            ("TRUE".to_string(), params)
         } else {
             (conds.join(" AND "), params)
         }
@@ -380,7 +381,7 @@ impl Master {
             "SELECT COUNT(*), COALESCE(BIT_XOR(CAST(CONV(LEFT({}, 16), 16, 10) AS UNSIGNED)), 0) \
              FROM {} WHERE {cond}",
             table.row_hash(),
-            table.from_index()
+            table.source()
         );
         let what = format!("checksum of {}", table.qualified());
         let rows = self.rows(&what, &sql, params).await?;
@@ -407,7 +408,7 @@ impl Master {
         let sql = format!(
             "SELECT {keys}, {} FROM {} WHERE {cond} ORDER BY {keys}",
             table.row_hash(),
-            table.from_index()
+            table.source()
         );
         let rows = self
             .rows(&format!("rows of {}", table.qualified()), &sql, params)
@@ -468,13 +469,16 @@ struct Walk {
     done: bool,
 }
 
+/// Key literals → row hash per master (`None`: row missing there).
+type RowDiffs = BTreeMap<Vec<String>, Vec<Option<String>>>;
+
 enum Recheck {
     Consistent,
     /// The union of the masters' GTID sets was not executed everywhere in time.
     Inconclusive,
     Different {
         sums: Vec<Sum>,
-        rows: BTreeMap<Vec<String>, Vec<Option<String>>>,
+        rows: RowDiffs,
     },
 }
 
@@ -713,7 +717,11 @@ impl Verifier {
         }
         report.rechecked = differing.len() as u64;
         for (index, chunk) in differing {
-            let diff = match self.recheck(table, &chunk).await? {
+            let recheck = match self.recheck(table, &chunk).await {
+                Ok(r) => r,
+                Err(e) => return Ok(unreadable(&table.schema, &table.name, e.to_string())),
+            };
+            let diff = match recheck {
                 Recheck::Consistent => continue,
                 Recheck::Inconclusive => self.describe_diff(table, index, &chunk, None),
                 Recheck::Different { sums, rows } => {
@@ -743,7 +751,7 @@ impl Verifier {
         let keys = table.key_list();
         let sql = format!(
             "SELECT {keys} FROM {} WHERE {cond} ORDER BY {keys} LIMIT 1 OFFSET {}",
-            table.from_index(),
+            table.source(),
             walk.size - 1
         );
         let upper = self.masters[0]
@@ -807,7 +815,7 @@ impl Verifier {
     /// keyed tables narrow down to the rows that differ in every round.
     async fn recheck(&mut self, table: &Table, chunk: &Chunk) -> Result<Recheck, VerifyError> {
         let deadline = Instant::now() + self.options.wait_timeout;
-        let mut suspects: Option<BTreeMap<Vec<String>, Vec<Option<String>>>> = None;
+        let mut suspects: Option<RowDiffs> = None;
         let mut sums = Vec::new();
         for round in 0..RECHECK_ROUNDS {
             if round > 0 {
@@ -829,7 +837,7 @@ impl Verifier {
                     .into_iter()
                     .collect::<Result<_, _>>()?;
             let keys: BTreeSet<&Vec<String>> = maps.iter().flat_map(|m| m.keys()).collect();
-            let differ: BTreeMap<Vec<String>, Vec<Option<String>>> = keys
+            let differ: RowDiffs = keys
                 .into_iter()
                 .filter_map(|k| {
                     let hashes: Vec<Option<String>> =
@@ -863,7 +871,7 @@ impl Verifier {
         table: &Table,
         index: u64,
         chunk: &Chunk,
-        found: Option<(Vec<Sum>, BTreeMap<Vec<String>, Vec<Option<String>>>)>,
+        found: Option<(Vec<Sum>, RowDiffs)>,
     ) -> ChunkDiff {
         let range = table.range_literal(chunk);
         let names: Vec<String> = self.masters.iter().map(|m| m.name.clone()).collect();
