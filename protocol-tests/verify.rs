@@ -304,3 +304,27 @@ fn verify_agrees_with_pt_table_checksum_on_quiescent_data() {
     assert_eq!(theirs["pt.deleted"], "different");
     relay.stop();
 }
+
+#[test]
+fn verify_is_inconclusive_when_the_masters_cannot_converge() {
+    // No relay: m1's transaction never reaches m2, so lag cannot be told from
+    // divergence and verify must not call the table consistent or different.
+    let sb = Sandbox::start(2, &[]);
+    for m in [1, 2] {
+        sb.sql(
+            m,
+            "SET sql_log_bin = 0; CREATE DATABASE lone; CREATE TABLE lone.t (id INT PRIMARY KEY)",
+        );
+    }
+    sb.sql(1, "INSERT INTO lone.t VALUES (1)");
+    let dir = TempDir::new("verify-inconclusive");
+    let (code, report, took) = verify(&dir, &sb, &["--wait-timeout", "2"]);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["verdict"], "inconclusive");
+    let diff = &report["tables"][0]["differences"][0];
+    assert_eq!(diff["status"], "inconclusive", "{report:#}");
+    assert!(
+        took < Duration::from_secs(20),
+        "bounded by --wait-timeout: {took:?}"
+    );
+}
