@@ -789,26 +789,31 @@ impl Verifier {
             .collect()
     }
 
-    /// Wait until every master executed what any master had executed; false on timeout.
-    async fn settle(&mut self, deadline: Instant) -> Result<bool, VerifyError> {
-        let sets: Vec<GtidSet> = join_all(self.masters.iter_mut().map(Master::gtid_executed))
+    async fn executed_sets(&mut self) -> Result<Vec<GtidSet>, VerifyError> {
+        join_all(self.masters.iter_mut().map(Master::gtid_executed))
             .await
             .into_iter()
-            .collect::<Result<_, _>>()?;
-        let union = sets
-            .iter()
-            .fold(GtidSet::new(), |acc, s| acc.union(s))
-            .to_string();
+            .collect()
+    }
+
+    /// Wait until every master executed what any master had executed. Returns
+    /// `None` on timeout, else the union and whether every master already had
+    /// exactly it (nothing was in flight).
+    async fn settle(&mut self, deadline: Instant) -> Result<Option<(GtidSet, bool)>, VerifyError> {
+        let sets = self.executed_sets().await?;
+        let union = sets.iter().fold(GtidSet::new(), |acc, s| acc.union(s));
+        let quiet = sets.iter().all(|s| *s == union);
+        let text = union.to_string();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let done: Vec<bool> = join_all(
             self.masters
                 .iter_mut()
-                .map(|m| m.wait_executed(&union, timeout)),
+                .map(|m| m.wait_executed(&text, timeout)),
         )
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
-        Ok(done.into_iter().all(|d| d))
+        Ok(done.into_iter().all(|d| d).then_some((union, quiet)))
     }
 
     /// Re-check a chunk after the transactions in flight were applied everywhere;
@@ -821,14 +826,17 @@ impl Verifier {
             if round > 0 {
                 tokio::time::sleep(RECHECK_PAUSE).await;
             }
-            if !self.settle(deadline).await? {
+            let Some((union, quiet)) = self.settle(deadline).await? else {
                 return Ok(Recheck::Inconclusive);
-            }
+            };
             sums = self.sums(table, chunk).await?;
             if sums.iter().all(|s| *s == sums[0]) {
                 return Ok(Recheck::Consistent);
             }
             if table.key.is_none() {
+                if self.quiet_since(round, quiet, &union).await? {
+                    break;
+                }
                 continue;
             }
             let maps: Vec<BTreeMap<Vec<String>, String>> =
@@ -859,11 +867,28 @@ impl Verifier {
                 return Ok(Recheck::Consistent);
             }
             suspects = Some(narrowed);
+            if self.quiet_since(round, quiet, &union).await? {
+                break;
+            }
         }
         Ok(Recheck::Different {
             sums,
             rows: suspects.unwrap_or_default(),
         })
+    }
+
+    /// True when no transaction committed anywhere between two reads of the
+    /// masters' GTID sets: what was read in between is a settled state, so a
+    /// difference seen there is proven and needs no further rounds. A commit
+    /// becomes visible a moment before its GTID is in gtid_executed, so only a
+    /// second quiet round counts (`round > 0`).
+    async fn quiet_since(
+        &mut self,
+        round: usize,
+        quiet_before: bool,
+        union: &GtidSet,
+    ) -> Result<bool, VerifyError> {
+        Ok(round > 0 && quiet_before && self.executed_sets().await?.iter().all(|s| s == union))
     }
 
     fn describe_diff(
