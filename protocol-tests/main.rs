@@ -9,3 +9,4 @@ mod preflight;
 mod relay;
 mod reliability;
 mod sandbox;
+mod verify;

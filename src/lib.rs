@@ -13,3 +13,4 @@ pub mod identity;
 pub mod preflight;
 pub mod source;
 pub mod status;
+pub mod verify;

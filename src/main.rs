@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -15,6 +16,7 @@ use gtid_relay::channel::Relay;
 use gtid_relay::config::{AdminConfig, Config, LogFormat};
 use gtid_relay::identity;
 use gtid_relay::status::Replicas;
+use gtid_relay::verify::{Options, Verifier, stderr_is_terminal};
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +68,28 @@ enum Command {
         /// Stop after this many steps (to test resuming an interrupted run).
         #[arg(long, hide = true)]
         pause_after_step: Option<usize>,
+    },
+    /// Checksum every replicated table on all masters, online. Exit status:
+    /// 0 consistent, 1 differences found, 2 inconclusive or error (docs/verify.md).
+    Verify {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this schema.
+        #[arg(long)]
+        schema: Option<String>,
+        /// Only tables of this name.
+        #[arg(long)]
+        table: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+        /// Target seconds per chunk checksum query (bounds the load on the masters).
+        #[arg(long, default_value = "0.25")]
+        chunk_time: f64,
+        /// Seconds to wait for the masters to apply each other's in-flight transactions
+        /// before a differing chunk is re-checked; past it the chunk is inconclusive.
+        #[arg(long, default_value = "30")]
+        wait_timeout: f64,
     },
 }
 
@@ -221,9 +245,29 @@ async fn gtid_mode(
     Ok(())
 }
 
-fn seconds(what: &str, s: f64) -> anyhow::Result<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(s)
-        .with_context(|| format!("{what}: {s} is not a duration"))
+/// Exit status of `verify` when it cannot produce a verdict.
+const VERIFY_ERROR: u8 = 2;
+
+fn seconds(name: &str, secs: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{name} must be a positive number of seconds"))
+}
+
+async fn verify(
+    config: PathBuf,
+    options: impl FnOnce() -> anyhow::Result<Options>,
+    format: OutputFormat,
+) -> anyhow::Result<u8> {
+    let options = options()?;
+    let config = Config::load(&config)?;
+    let report = Verifier::connect(&config, options).await?.run().await?;
+    match format {
+        OutputFormat::Text => print!("{}", report.to_text()),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(report.verdict.exit_code())
 }
 
 fn main() -> ExitCode {
@@ -238,12 +282,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let result: anyhow::Result<ExitCode> = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => run(config).await.context("gtid-relay run").map(|()| true),
-            Command::Check { config, format } => {
-                check(config, format).await.context("gtid-relay check")
-            }
+            Command::Run { config } => run(config)
+                .await
+                .context("gtid-relay run")
+                .map(|()| ExitCode::SUCCESS),
+            Command::Check { config, format } => check(config, format)
+                .await
+                .context("gtid-relay check")
+                .map(|ok| {
+                    if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }),
             Command::GtidMode {
                 action,
                 servers,
@@ -262,13 +316,38 @@ fn main() -> ExitCode {
             }
             .await
             .context("gtid-relay gtid-mode")
-            .map(|()| true),
-            Command::HashPassword => hash_password().map(|()| true),
+            .map(|()| ExitCode::SUCCESS),
+            Command::HashPassword => hash_password().map(|()| ExitCode::SUCCESS),
+            Command::Verify {
+                config,
+                schema,
+                table,
+                format,
+                chunk_time,
+                wait_timeout,
+            } => {
+                let options = || {
+                    Ok(Options {
+                        schema,
+                        table,
+                        chunk_time: seconds("--chunk-time", chunk_time)?,
+                        wait_timeout: seconds("--wait-timeout", wait_timeout)?,
+                        progress: stderr_is_terminal(),
+                    })
+                };
+                // verify has its own exit status for errors (2), like "inconclusive".
+                Ok(match verify(config, options, format).await {
+                    Ok(code) => ExitCode::from(code),
+                    Err(e) => {
+                        eprintln!("error: gtid-relay verify: {e:#}");
+                        ExitCode::from(VERIFY_ERROR)
+                    }
+                })
+            }
         }
     });
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
