@@ -176,13 +176,24 @@ impl Scheduler {
 
     /// Apply every step from `rx` until it closes or a worker fails.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Step>) -> Result<(), ApplyError> {
-        while let Some(step) = rx.recv().await {
-            self.collect_ready();
-            if self.failure.is_some() {
-                break;
-            }
-            if let Err(()) = self.dispatch(step).await {
-                break;
+        loop {
+            // Completions are handled as they come, also while no step arrives,
+            // so that progress (counters, lag) is current when the channel idles.
+            tokio::select! {
+                step = rx.recv() => match step {
+                    Some(step) => {
+                        if self.dispatch(step).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                Some(done) = self.done.recv() => {
+                    self.handle(done);
+                    if self.failure.is_some() {
+                        break;
+                    }
+                }
             }
         }
         self.finish().await
@@ -245,6 +256,8 @@ impl Scheduler {
             .by_index
             .insert(index, (self.epoch, header.sequence_number));
         self.progress.started(index, &header);
+        tracing::debug!(index, worker = w, gtid = %header.gtid, last_committed = header.last_committed,
+            sequence_number = header.sequence_number, epoch = self.epoch, "dispatch");
         self.current = Some((w, index));
         self.send(w, index, Step::Begin(header)).await
     }
@@ -272,6 +285,7 @@ impl Scheduler {
     }
 
     fn handle(&mut self, done: Done) {
+        tracing::debug!(index = done.index, worker = done.worker, ok = done.result.is_ok(), "done");
         self.busy[done.worker] = false;
         self.in_flight.by_index.remove(&done.index);
         match done.result {
