@@ -2,5 +2,6 @@
 
 mod support;
 
+mod coverage;
 mod gtid_sets;
 mod sandbox;
