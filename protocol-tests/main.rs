@@ -3,6 +3,7 @@
 mod support;
 
 mod admin;
+mod coverage;
 mod gtid_mode;
 mod gtid_sets;
 mod preflight;

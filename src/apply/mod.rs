@@ -212,7 +212,13 @@ impl Applier {
                     self.pending_rows.push('\n');
                 }
                 BASE64.encode_string(&event, &mut self.pending_rows);
-                if self.pending_rows.len() >= self.max_statement_bytes {
+                // The target forgets its table maps at the end of each BINLOG
+                // statement: a Rows event whose Table_map came in an earlier BINLOG
+                // statement crashes MySQL 9.7 (SIGSEGV). So, as mysqlbinlog prints
+                // them, a source statement's Table_map and Rows events share one
+                // BINLOG statement, cut only after the Rows event that ends it; a
+                // single statement's events may exceed max_statement_bytes.
+                if self.pending_rows.len() >= self.max_statement_bytes && ends_statement(&event) {
                     self.flush_rows().await?;
                 }
                 Ok(None)
@@ -418,6 +424,28 @@ fn begin_sql(h: &TxnHeader) -> String {
     sql
 }
 
+/// Event type codes of the Rows events (binlog_event.h).
+const ROWS_EVENT_TYPES: [u8; 7] = [23, 24, 25, 30, 31, 32, 39];
+/// v4 header length; Rows events then start with a 6-byte table id and 2 bytes of flags.
+const EVENT_HEADER_LEN: usize = 19;
+const ROWS_FLAGS_OFFSET: usize = EVENT_HEADER_LEN + 6;
+/// Rows_event::STMT_END_F: the last Rows event of its statement.
+const STMT_END_F: u16 = 1;
+
+/// True for a serialised Rows event that ends its statement (flag STMT_END_F).
+fn ends_statement(event: &[u8]) -> bool {
+    let Some(&event_type) = event.get(4) else {
+        return false;
+    };
+    if !ROWS_EVENT_TYPES.contains(&event_type) {
+        return false;
+    }
+    match event.get(ROWS_FLAGS_OFFSET..ROWS_FLAGS_OFFSET + 2) {
+        Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]) & STMT_END_F != 0,
+        _ => false,
+    }
+}
+
 /// `CREATE|DROP DATABASE|SCHEMA ...`, after leading blanks and comments.
 fn names_its_database(sql: &[u8]) -> bool {
     let text = String::from_utf8_lossy(sql);
@@ -449,7 +477,24 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::names_its_database;
+    use super::{ends_statement, names_its_database};
+
+    fn event(event_type: u8, flags: u16) -> Vec<u8> {
+        let mut e = vec![0u8; 40];
+        e[4] = event_type;
+        e[25..27].copy_from_slice(&flags.to_le_bytes());
+        e
+    }
+
+    #[test]
+    fn statements_end_at_rows_events_with_stmt_end() {
+        assert!(ends_statement(&event(30, 1)));
+        assert!(ends_statement(&event(39, 3)));
+        assert!(!ends_statement(&event(31, 2)));
+        // A Table_map never ends a statement, whatever its bytes there.
+        assert!(!ends_statement(&event(19, 1)));
+        assert!(!ends_statement(&[0, 0, 0, 0, 30]));
+    }
 
     #[test]
     fn database_statements_are_recognised() {

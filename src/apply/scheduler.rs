@@ -285,7 +285,12 @@ impl Scheduler {
     }
 
     fn handle(&mut self, done: Done) {
-        tracing::debug!(index = done.index, worker = done.worker, ok = done.result.is_ok(), "done");
+        tracing::debug!(
+            index = done.index,
+            worker = done.worker,
+            ok = done.result.is_ok(),
+            "done"
+        );
         self.busy[done.worker] = false;
         self.in_flight.by_index.remove(&done.index);
         match done.result {

@@ -5,8 +5,8 @@
 //! commits itself. Events unpacked from a TRANSACTION_PAYLOAD arrive as ordinary
 //! events right after it, so the payload event itself is skipped.
 
-use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::consts::EventType;
+use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion};
 use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, StatusVarVal};
 
 use crate::gtid::{Gtid, Tag, Uuid};
@@ -128,11 +128,39 @@ fn decode_err(event: &Event, e: impl std::fmt::Display) -> AssembleError {
     }
 }
 
+/// Offset and length of the event-size field in the v4 event header.
+const EVENT_LEN_OFFSET: usize = 9;
+const CHECKSUM_LEN: usize = 4;
+
+/// The event as a `BINLOG` statement needs it: in the layout the source's
+/// FORMAT_DESCRIPTION event announces, i.e. with a CRC32 trailer counted in the
+/// header's event size when the source uses checksums.
 pub fn serialize(event: &Event) -> Result<Vec<u8>, AssembleError> {
     let mut out = Vec::with_capacity(event.data().len() + 23);
     event
         .write(BinlogVersion::Version4, &mut out)
         .map_err(|e| decode_err(event, e))?;
+    // Events unpacked from a TRANSACTION_PAYLOAD carry no checksum (WL#3549), but
+    // mysql_common still appends one while keeping the header's size without it,
+    // so the server would read the next event 4 bytes early (error 1730,
+    // "Unknown" event). Count the trailer in the size and recompute the CRC over
+    // the corrected header, as mysqlbinlog does for these events.
+    let footer = event.footer();
+    let has_crc32 = matches!(
+        footer.get_checksum_alg(),
+        Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
+    );
+    if has_crc32 && !footer.get_checksum_enabled() {
+        let len =
+            u32::try_from(out.len()).map_err(|_| decode_err(event, "event larger than 4 GiB"))?;
+        let Some(size) = out.get_mut(EVENT_LEN_OFFSET..EVENT_LEN_OFFSET + 4) else {
+            return Err(decode_err(event, "event shorter than its header"));
+        };
+        size.copy_from_slice(&len.to_le_bytes());
+        let body = out.len().saturating_sub(CHECKSUM_LEN);
+        let crc = crc32fast::hash(&out[..body]);
+        out[body..].copy_from_slice(&crc.to_le_bytes());
+    }
     Ok(out)
 }
 
