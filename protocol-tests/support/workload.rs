@@ -107,13 +107,17 @@ fn run_on(targets: &[(String, u16)], writers: u64, duration: Duration) -> Report
         .expect("runtime");
     let start = Instant::now();
     let deadline = start + duration;
+    // Sequence numbers unique across runs, so that load phases can follow each other.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64 * 1000);
     let commits = rt.block_on(async {
         let mut tasks = Vec::new();
         for (origin, port) in targets {
             for w in 0..writers {
                 tasks.push((
                     origin.clone(),
-                    tokio::spawn(writer(*port, origin.clone(), w, writers, deadline)),
+                    tokio::spawn(writer(*port, origin.clone(), base + w, writers, deadline)),
                 ));
             }
         }
