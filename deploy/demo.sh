@@ -32,9 +32,16 @@ cleanup() {
 trap cleanup EXIT
 
 url_pw=relay-sandbox-pw
+admin_port=$(($($sb port 2) + 1))
+admin_pw=demo-admin-pw
+admin_hash=$(echo "$admin_pw" | target/release/gtid-relay hash-password)
 cat >"$work/relay.toml" <<TOML
 [relay]
 report_host = "127.0.0.1"
+
+[admin]
+listen = "127.0.0.1:$admin_port"
+users = [{ name = "admin", password_hash = "$admin_hash" }]
 
 [source]
 heartbeat_secs = 1
@@ -102,5 +109,16 @@ c2=$($sb sql 2 "CHECKSUM TABLE stock_user.stock EXTENDED")
 say "m2's binlog holds m1's transactions under m1's own UUID"
 u1=$($sb sql 1 "SELECT @@server_uuid")
 $sb sql 2 "SHOW BINLOG EVENTS" | grep -m 3 "GTID_NEXT= '$u1" || true
+
+say "SHOW REPLICA STATUS, asked of the relay with the stock mysql 9.7 client (port $admin_port)"
+chroot "$($sb root)" mysql --no-defaults -h127.0.0.1 -P"$admin_port" -uadmin -p"$admin_pw" -E \
+    -e "SHOW REPLICA STATUS" 2>/dev/null |
+    awk -v keep='^(Replica_IO_State|Source_Host|Source_Port|Replica_IO_Running|Replica_SQL_Running|Seconds_Behind_Source|Last_IO_Error|Last_SQL_Error|Source_UUID|Retrieved_Gtid_Set|Executed_Gtid_Set|Auto_Position|Channel_Name)$' '
+        /^\*/ { print; next }
+        /^ *[A-Za-z_]+: / { split($0, kv, ":"); name = kv[1]; gsub(/ /, "", name); show = name ~ keep }
+        show'
+
+say "m1 lists the relay among its replicas (SHOW REPLICAS on m1)"
+$sb sql 1 "SHOW REPLICAS"
 
 say "Converged: same GTID set and the same data on both masters"

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
+use mysql_async::prelude::Queryable;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -19,6 +20,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::apply::scheduler::{Progress, Scheduler};
 use crate::apply::{Applier, ApplyError, Completed, TargetIdentity};
 use crate::config::{ApplySettings, ChannelConfig, Config, Master, SourceSettings, SslMode};
+use crate::conn;
 use crate::filter::{self, Verdict};
 use crate::gtid::{GtidSet, Uuid};
 use crate::identity;
@@ -34,6 +36,8 @@ const QUEUE_STEPS: usize = 512;
 /// How long a stopping reader may take to reach a transaction boundary, and an
 /// applier to drain the queue, before they are cut off (T rolls back).
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often a channel reads its target's gtid_executed.
+const TARGET_REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Desired {
@@ -233,6 +237,7 @@ impl Channel {
         self.executed().union_with(&target.executed);
         self.state().target_uuid = Some(target.uuid);
 
+        let refresher = tokio::spawn(self.clone().follow_target());
         let (tx, rx) = mpsc::channel::<Step>(QUEUE_STEPS);
         let (stop_tx, stop_rx) = watch::channel(false);
         let span = info_span!("channel", channel = %self.name());
@@ -309,6 +314,7 @@ impl Channel {
             }
         }
         drop(parked_rx);
+        refresher.abort();
         {
             let mut st = self.state();
             st.applying.clear();
@@ -450,6 +456,28 @@ impl Channel {
     }
 
     /// The SQL half: apply queued steps on T.
+    /// Keep the target's executed set current with what it commits by itself
+    /// (local writes, other channels, other relays): Executed_Gtid_Set means the
+    /// target's gtid_executed, and the filter skips what the target already has.
+    /// Errors end the task quietly; the appliers report a dead target.
+    async fn follow_target(self: Arc<Self>) {
+        let Ok(mut conn) = conn::connect(&self.target, self.source_settings.connect_timeout).await
+        else {
+            return;
+        };
+        loop {
+            tokio::time::sleep(TARGET_REFRESH).await;
+            let executed: Option<String> =
+                match conn.query_first("SELECT @@GLOBAL.gtid_executed").await {
+                    Ok(v) => v,
+                    Err(_) => return,
+                };
+            if let Some(set) = executed.and_then(|text| GtidSet::parse(&text).ok()) {
+                self.executed().union_with(&set);
+            }
+        }
+    }
+
     /// The apply sessions of one session of the channel; the first also reads
     /// the target's identity and position.
     async fn connect_appliers(&self) -> Result<(Vec<Applier>, TargetIdentity), ApplyError> {

@@ -25,6 +25,8 @@ use crate::gtid::{GtidError, GtidSet};
 const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "sys", "performance_schema", "information_schema"];
 /// Re-check rounds for a differing chunk; a row is divergent only if it differs in all.
 const RECHECK_ROUNDS: usize = 5;
+/// Suspect rows compared one by one at a matching point per round.
+const MAX_ROW_PROBES: usize = 100;
 /// Pause between re-check rounds so a hot row is sampled at different moments.
 const RECHECK_PAUSE: Duration = Duration::from_millis(200);
 const FIRST_CHUNK_ROWS: u64 = 1000;
@@ -424,6 +426,27 @@ impl Master {
                 (values.iter().map(|v| v.as_sql(false)).collect(), hash)
             })
             .collect())
+    }
+
+    /// One row's hash, and this master's gtid_executed when no commit raced the
+    /// read (the set read before and after is the same).
+    async fn row_at(
+        &mut self,
+        table: &Table,
+        key: &[String],
+    ) -> Result<(Option<String>, Option<GtidSet>), VerifyError> {
+        let before = self.gtid_executed().await?;
+        let sql = format!(
+            "SELECT {} FROM {} WHERE ({}) = ({})",
+            table.row_hash(),
+            table.source(),
+            table.key_list(),
+            key.join(", ")
+        );
+        let err = self.err(&format!("a row of {}", table.qualified()));
+        let hash: Option<String> = self.conn.query_first(sql).await.map_err(err)?;
+        let after = self.gtid_executed().await?;
+        Ok((hash, (before == after).then_some(before)))
     }
 
     async fn gtid_executed(&mut self) -> Result<GtidSet, VerifyError> {
@@ -863,6 +886,9 @@ impl Verifier {
                     .filter(|(k, _)| s.contains_key(k))
                     .collect(),
             };
+            let mut narrowed = narrowed;
+            self.drop_rows_in_flight(table, &mut narrowed, deadline)
+                .await?;
             if narrowed.is_empty() {
                 return Ok(Recheck::Consistent);
             }
@@ -875,6 +901,43 @@ impl Verifier {
             sums,
             rows: suspects.unwrap_or_default(),
         })
+    }
+
+    /// Compare each suspect row at a matching point: read it on one master with
+    /// the GTID set it reflects, wait for that set on the others and read it
+    /// there at once. Under continuous writes to a hot row the masters' whole
+    /// sets are never equal, but a row that matches once was only in flight; a
+    /// diverged row never matches.
+    async fn drop_rows_in_flight(
+        &mut self,
+        table: &Table,
+        suspects: &mut RowDiffs,
+        deadline: Instant,
+    ) -> Result<(), VerifyError> {
+        let keys: Vec<Vec<String>> = suspects.keys().take(MAX_ROW_PROBES).cloned().collect();
+        for key in keys {
+            for anchor in 0..self.masters.len() {
+                let (hash, Some(set)) = self.masters[anchor].row_at(table, &key).await? else {
+                    continue;
+                };
+                let set = set.to_string();
+                let mut matched = true;
+                for other in (0..self.masters.len()).filter(|&m| m != anchor) {
+                    let timeout = deadline.saturating_duration_since(Instant::now());
+                    if !self.masters[other].wait_executed(&set, timeout).await?
+                        || self.masters[other].row_at(table, &key).await?.0 != hash
+                    {
+                        matched = false;
+                        break;
+                    }
+                }
+                if matched {
+                    suspects.remove(&key);
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// True when no transaction committed anywhere between two reads of the
