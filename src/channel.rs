@@ -8,7 +8,7 @@
 //! queued but unapplied is lost and nothing applied is repeated.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
@@ -23,7 +23,8 @@ use crate::identity;
 use crate::source::assemble::{Assembler, Step};
 use crate::source::{self, Registration, SourceError};
 use crate::status::{
-    ChannelStatus, ControlError, IoRunning, LastError, Replicas, SourceTls, Threads,
+    ChannelMetrics, ChannelStatus, ControlError, ErrorThread, IoRunning, LastError, Replicas,
+    SourceTls, Threads,
 };
 
 /// Steps buffered between reader and applier; rows events are ≤ 8 KiB by
@@ -67,6 +68,35 @@ struct State {
     last_applied_original_commit_us: Option<u64>,
     last_applied_gtid: Option<String>,
     last_applied_at: Option<SystemTime>,
+    metrics: MetricsState,
+}
+
+/// What only the metrics exporter reads; kept apart so the hot path changes little.
+#[derive(Debug, Default)]
+struct MetricsState {
+    exported: ChannelMetrics,
+    /// When the transaction being applied began (its Begin step reached the applier).
+    apply_started: Option<Instant>,
+    /// The current session's queue, to read its depth without touching the hot path.
+    queue: Option<mpsc::WeakSender<Step>>,
+}
+
+impl MetricsState {
+    fn finished(&mut self, applied: bool) {
+        if let Some(started) = self.apply_started.take().filter(|_| applied) {
+            self.exported.apply_latency.observe(started.elapsed());
+        }
+    }
+
+    fn snapshot(&self) -> ChannelMetrics {
+        let queue_depth = self.queue.as_ref().and_then(|q| q.upgrade()).map_or(0, |tx| {
+            u64::try_from(tx.max_capacity() - tx.capacity()).unwrap_or(u64::MAX)
+        });
+        ChannelMetrics {
+            queue_depth,
+            ..self.exported.clone()
+        }
+    }
 }
 
 impl Default for State {
@@ -96,6 +126,7 @@ impl Default for State {
             last_applied_original_commit_us: None,
             last_applied_gtid: None,
             last_applied_at: None,
+            metrics: MetricsState::default(),
         }
     }
 }
@@ -240,6 +271,7 @@ impl Channel {
         self.state().target_uuid = Some(target.uuid);
 
         let (tx, rx) = mpsc::channel::<Step>(QUEUE_STEPS);
+        self.state().metrics.queue = Some(tx.downgrade());
         let (stop_tx, stop_rx) = watch::channel(false);
         let span = info_span!("channel", channel = %self.name());
         let mut reader: Option<JoinHandle<Result<(), SourceError>>> = if desired.io {
@@ -330,6 +362,7 @@ impl Channel {
         {
             let mut st = self.state();
             st.last_io_error = last_error(e.errno(), message.clone());
+            st.metrics.exported.record_error(ErrorThread::Io, e.errno());
             st.io = if fatal {
                 IoRunning::No
             } else {
@@ -352,6 +385,7 @@ impl Channel {
         {
             let mut st = self.state();
             st.last_sql_error = last_error(e.errno(), message.clone());
+            st.metrics.exported.record_error(ErrorThread::Sql, e.errno());
         }
         if transient {
             warn!(channel = %self.name(), errno = e.errno(), "{message}");
@@ -468,6 +502,7 @@ impl Channel {
             if let Step::Begin(header) = &step {
                 let mut st = self.state();
                 st.applying_since_us = Some(header.original_commit_us);
+                st.metrics.apply_started = Some(Instant::now());
                 st.sql_state = "Waiting for dependent transaction to commit";
             }
             match applier.apply(step).await {
@@ -477,6 +512,7 @@ impl Channel {
                 })) => {
                     self.executed().insert(&done.gtid);
                     let mut st = self.state();
+                    st.metrics.finished(!skipped);
                     if skipped {
                         st.skipped_applied += 1;
                     } else {
@@ -725,6 +761,13 @@ impl Relay {
 impl Replicas for Relay {
     fn channels(&self) -> Vec<ChannelStatus> {
         self.channels.iter().map(|c| c.status()).collect()
+    }
+
+    fn channel_metrics(&self) -> Vec<(ChannelStatus, ChannelMetrics)> {
+        self.channels
+            .iter()
+            .map(|c| (c.status(), c.state().metrics.snapshot()))
+            .collect()
     }
 
     fn start(&self, channel: Option<&str>, threads: Threads) -> Result<(), ControlError> {

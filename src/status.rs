@@ -97,6 +97,66 @@ pub struct ChannelStatus {
     pub last_applied_at: Option<SystemTime>,
 }
 
+/// Upper bounds (seconds) of the apply latency histogram's buckets: from a
+/// sub-millisecond row change to a long DDL.
+pub const APPLY_LATENCY_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+
+/// Seconds per applied transaction, from its Begin to its commit on the target.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencyHistogram {
+    /// Per bucket of [`APPLY_LATENCY_BOUNDS`] (not cumulative), plus the overflow bucket.
+    pub counts: [u64; APPLY_LATENCY_BOUNDS.len() + 1],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&mut self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let bucket = APPLY_LATENCY_BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(APPLY_LATENCY_BOUNDS.len());
+        self.counts[bucket] += 1;
+        self.sum += secs;
+        self.count += 1;
+    }
+}
+
+/// The thread of a channel an error stopped or interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrorThread {
+    Io,
+    Sql,
+}
+
+impl ErrorThread {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorThread::Io => "io",
+            ErrorThread::Sql => "sql",
+        }
+    }
+}
+
+/// What a channel reports only to the metrics exporter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChannelMetrics {
+    pub apply_latency: LatencyHistogram,
+    /// Errors since the relay started, by thread and MySQL error number.
+    pub errors: std::collections::BTreeMap<(ErrorThread, u32), u64>,
+    /// Steps (events grouped for the applier) queued between reader and applier.
+    pub queue_depth: u64,
+}
+
+impl ChannelMetrics {
+    pub fn record_error(&mut self, thread: ErrorThread, errno: u32) {
+        *self.errors.entry((thread, errno)).or_default() += 1;
+    }
+}
+
 /// Which half of a channel `START/STOP REPLICA` addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
@@ -116,6 +176,13 @@ pub enum ControlError {
 pub trait Replicas: Send + Sync + 'static {
     /// One snapshot per channel, in configuration order.
     fn channels(&self) -> Vec<ChannelStatus>;
+    /// [`Replicas::channels`] with what only the metrics exporter needs.
+    fn channel_metrics(&self) -> Vec<(ChannelStatus, ChannelMetrics)> {
+        self.channels()
+            .into_iter()
+            .map(|c| (c, ChannelMetrics::default()))
+            .collect()
+    }
     /// `START REPLICA [IO_THREAD|SQL_THREAD] [FOR CHANNEL c]`; None means every channel.
     fn start(&self, channel: Option<&str>, threads: Threads) -> Result<(), ControlError>;
     /// `STOP REPLICA ...`; resolves once the addressed threads have stopped (an
