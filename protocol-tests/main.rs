@@ -5,6 +5,7 @@ mod support;
 mod admin;
 mod gtid_mode;
 mod gtid_sets;
+mod metrics;
 mod preflight;
 mod relay;
 mod reliability;

@@ -89,9 +89,13 @@ impl MetricsState {
     }
 
     fn snapshot(&self) -> ChannelMetrics {
-        let queue_depth = self.queue.as_ref().and_then(|q| q.upgrade()).map_or(0, |tx| {
-            u64::try_from(tx.max_capacity() - tx.capacity()).unwrap_or(u64::MAX)
-        });
+        let queue_depth = self
+            .queue
+            .as_ref()
+            .and_then(|q| q.upgrade())
+            .map_or(0, |tx| {
+                u64::try_from(tx.max_capacity() - tx.capacity()).unwrap_or(u64::MAX)
+            });
         ChannelMetrics {
             queue_depth,
             ..self.exported.clone()
@@ -385,7 +389,9 @@ impl Channel {
         {
             let mut st = self.state();
             st.last_sql_error = last_error(e.errno(), message.clone());
-            st.metrics.exported.record_error(ErrorThread::Sql, e.errno());
+            st.metrics
+                .exported
+                .record_error(ErrorThread::Sql, e.errno());
         }
         if transient {
             warn!(channel = %self.name(), errno = e.errno(), "{message}");

@@ -275,7 +275,10 @@ impl Collector for RelayCollector {
         let mut skipped = Vec::new();
         for (c, _) in &snapshot {
             let l = channel_labels(c);
-            skipped.push((with(l.clone(), "reason", "loop"), c.transactions_skipped_loop));
+            skipped.push((
+                with(l.clone(), "reason", "loop"),
+                c.transactions_skipped_loop,
+            ));
             skipped.push((
                 with(l.clone(), "reason", "applied"),
                 c.transactions_skipped_applied,
