@@ -131,8 +131,11 @@ fn metrics_follow_a_workload_and_a_target_outage() {
     let commits = report.total() as f64;
 
     let applied = channel_value(&after, "gtid_relay_transactions_applied_total", "m1->m2");
+    // The one transaction in flight when m2 shut down may have committed
+    // without its OK reaching the relay: m2 then has its GTID, it is never sent
+    // again, and so never counted as applied.
     assert!(
-        applied - applied_before >= commits,
+        applied - applied_before + 1.0 >= commits,
         "applied {applied} - {applied_before} < {commits} workload commits"
     );
     let received = channel_value(&after, "gtid_relay_transactions_received_total", "m1->m2");
