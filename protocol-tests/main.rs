@@ -10,3 +10,4 @@ mod preflight;
 mod relay;
 mod reliability;
 mod sandbox;
+mod tls;
