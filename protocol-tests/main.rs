@@ -3,6 +3,7 @@
 mod support;
 
 mod admin;
+mod deploy;
 mod gtid_mode;
 mod gtid_sets;
 mod metrics;

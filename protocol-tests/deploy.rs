@@ -1,0 +1,202 @@
+//! What ships in deploy/: the example configurations load, the systemd unit
+//! passes `systemd-analyze verify`, and the binary's JSON log names channels.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use gtid_relay::config::{Config, SslMode};
+
+use crate::support::relay::{Process, TempDir, write_config};
+use crate::support::{repo_root, wait_for};
+
+/// Set in the child process that loads the examples.
+const CHILD: &str = "GTID_RELAY_EXAMPLES_CHILD";
+/// Every `password_env` the examples name.
+const PASSWORD_VARS: [&str; 5] = [
+    "GTID_RELAY_DB21_PASSWORD",
+    "GTID_RELAY_DB22_PASSWORD",
+    "GTID_RELAY_DB250_PASSWORD",
+    "GTID_RELAY_DB1_PASSWORD",
+    "GTID_RELAY_DB2_PASSWORD",
+];
+
+fn examples() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("deploy/examples"))
+        .expect("deploy/examples")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_config_loads() {
+    if std::env::var_os(CHILD).is_none() {
+        // The examples read passwords from the environment, and setting it while
+        // other test threads run is unsound: load them in a child process.
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "deploy::every_example_config_loads",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .envs(PASSWORD_VARS.map(|v| (v, "example-pw")))
+            .output()
+            .expect("run the child test");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        return;
+    }
+    let files = examples();
+    let name = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let names: Vec<String> = files.iter().map(|p| name(p)).collect();
+    for expected in [
+        "compose.toml",
+        "three-master-mesh.toml",
+        "tls-everywhere.toml",
+        "two-masters.toml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    for path in &files {
+        let c = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let n = c.masters.len();
+        assert_eq!(
+            c.channels.len(),
+            n * (n - 1),
+            "{}: full mesh",
+            path.display()
+        );
+        assert!(c.metrics_listen.is_some(), "{}: metrics", path.display());
+        match name(path).as_str() {
+            "three-master-mesh.toml" => assert_eq!(n, 3),
+            "tls-everywhere.toml" => {
+                assert!(
+                    c.masters
+                        .iter()
+                        .all(|m| m.tls.ssl_mode == SslMode::VerifyIdentity && m.tls.cert.is_some())
+                );
+                assert!(c.admin.as_ref().is_some_and(|a| a.require_secure_transport));
+            }
+            _ => assert_eq!(n, 2),
+        }
+    }
+}
+
+/// The unit with its ExecStart pointed at the built binary (verify checks
+/// that the command exists).
+#[test]
+fn systemd_unit_passes_systemd_analyze_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        // Debian ships it in the systemd package; deploy/test.sh runs as root.
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "systemd"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .expect("apt-get");
+        assert!(
+            status.success(),
+            "systemd-analyze is missing and apt-get could not install it"
+        );
+    }
+    let unit = std::fs::read_to_string(repo_root().join("deploy/gtid-relay.service"))
+        .expect("deploy/gtid-relay.service");
+    for hardening in [
+        "User=gtid-relay",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "Restart=on-failure",
+        "CapabilityBoundingSet=\n",
+    ] {
+        assert!(unit.contains(hardening), "unit lacks {hardening:?}");
+    }
+    let dir = TempDir::new("systemd");
+    let path = dir.0.join("gtid-relay.service");
+    std::fs::write(
+        &path,
+        unit.replace(
+            "/usr/local/bin/gtid-relay",
+            env!("CARGO_BIN_EXE_gtid-relay"),
+        ),
+    )
+    .expect("write unit");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze verify");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.trim().is_empty(), "{text}");
+}
+
+#[test]
+fn json_log_lines_name_the_channel() {
+    let dir = TempDir::new("jsonlog");
+    // Masters on closed ports: the channels log their connection errors.
+    let closed = |k: u16| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        drop(l);
+        format!(
+            "[[masters]]\nname = \"m{k}\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"relay\"\npassword = \"json-log-pw\"\n"
+        )
+    };
+    let text = format!(
+        "[relay]\nlog_format = \"json\"\n[source]\nreconnect_min_secs = 0.1\nreconnect_max_secs = 0.5\n{}{}",
+        closed(1),
+        closed(2)
+    );
+    let config = write_config(&dir.0, &text);
+    let mut relay = Process::spawn(
+        &["run", "--config", config.to_str().expect("utf8 path")],
+        &dir.0.join("relay.log"),
+    );
+    let channel_of = |v: &serde_json::Value| {
+        v.pointer("/fields/channel")
+            .or_else(|| v.pointer("/span/channel"))
+            .and_then(|c| c.as_str())
+            .map(str::to_string)
+    };
+    wait_for(
+        "JSON lines for both channels",
+        Duration::from_secs(20),
+        || {
+            let log = relay.log_text();
+            let channels: Vec<String> = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| channel_of(&v))
+                .collect();
+            (channels.iter().any(|c| c == "m1->m2") && channels.iter().any(|c| c == "m2->m1"))
+                .then_some(())
+        },
+    );
+    relay.signal("TERM");
+    assert_eq!(relay.wait(Duration::from_secs(10)), Some(0));
+    let log = relay.log_text();
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for key in ["timestamp", "level", "fields"] {
+            assert!(v.get(key).is_some(), "no {key}: {line}");
+        }
+    }
+    assert!(!log.contains("json-log-pw"), "password in the log");
+}
