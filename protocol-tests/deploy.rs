@@ -200,3 +200,103 @@ fn json_log_lines_name_the_channel() {
     }
     assert!(!log.contains("json-log-pw"), "password in the log");
 }
+
+/// Which part of the guide's configuration reference documents each `Raw*`
+/// struct of src/config.rs (the section's heading as written in the guide).
+const SECTIONS: [(&str, &str); 10] = [
+    ("RawConfig", "top"),
+    ("RawRelay", "`[relay]`"),
+    ("RawMaster", "`[[masters]]`"),
+    ("RawTls", "`[[masters]]`"),
+    ("RawChannel", "`[[channels]]`"),
+    ("RawSource", "`[source]`"),
+    ("RawApply", "`[apply]`"),
+    ("RawAdmin", "`[admin]`"),
+    ("RawAdminUser", "`[[admin.users]]`"),
+    ("RawMetrics", "`[metrics]`"),
+];
+
+/// Field names of every `struct Raw*` in the source, by struct.
+fn raw_struct_fields(source: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    let mut current: Option<(String, Vec<String>)> = None;
+    for line in source.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("struct Raw") {
+            let name = format!("Raw{}", rest.trim_end_matches(" {").trim());
+            current = Some((name, Vec::new()));
+        } else if t == "}" {
+            out.extend(current.take());
+        } else if let Some((_, fields)) = current.as_mut() {
+            if let Some((field, _)) = t.split_once(':') {
+                if !t.starts_with('#') && !t.starts_with("//") {
+                    fields.push(field.trim().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The reference's text per section: from a line starting with a section
+/// heading to the next; "top" is the table headings themselves.
+fn guide_sections(guide: &str) -> Vec<(String, String)> {
+    let start = guide
+        .find("## Configuration reference")
+        .expect("a configuration reference");
+    let body = &guide[start..];
+    let end = body[3..].find("\n## ").map_or(body.len(), |i| i + 3);
+    let mut sections: Vec<(String, String)> = vec![("top".into(), String::new())];
+    for line in body[..end].lines() {
+        if line.starts_with("`[") {
+            let heading = line.split_whitespace().next().unwrap_or("").to_string();
+            sections[0].1.push_str(&heading);
+            sections[0].1.push('\n');
+            sections.push((heading, String::new()));
+        }
+        if let Some(last) = sections.last_mut() {
+            last.1.push_str(line);
+            last.1.push('\n');
+        }
+    }
+    sections
+}
+
+#[test]
+fn operator_guide_documents_every_config_key() {
+    let source = std::fs::read_to_string(repo_root().join("src/config.rs")).expect("config.rs");
+    let guide = std::fs::read_to_string(repo_root().join("docs/operator-guide.md")).expect("guide");
+    let structs = raw_struct_fields(&source);
+    assert!(structs.len() >= SECTIONS.len(), "parsed {structs:?}");
+    let sections = guide_sections(&guide);
+    let mut missing = Vec::new();
+    for (name, fields) in &structs {
+        let Some((_, heading)) = SECTIONS.iter().find(|(s, _)| s == name) else {
+            panic!("{name} is new: add its section of docs/operator-guide.md to SECTIONS");
+        };
+        let text = sections
+            .iter()
+            .find(|(h, _)| h == heading)
+            .map(|(_, t)| t.as_str())
+            .unwrap_or_else(|| panic!("no {heading} section in the configuration reference"));
+        for f in fields {
+            // A key is documented as `key`, as a table heading (`[key]`, `[[key]]`,
+            // `[[parent.key]]`) or as `key = ...`.
+            let documented = [
+                format!("`{f}`"),
+                format!("[{f}]"),
+                format!(".{f}]"),
+                format!("{f} = "),
+            ]
+            .iter()
+            .any(|form| text.contains(form.as_str()));
+            if !documented {
+                missing.push(format!("{heading} {f} ({name})"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "undocumented configuration keys: {missing:?}"
+    );
+}
