@@ -57,6 +57,7 @@ pub fn render(replicas: Arc<dyn Replicas>) -> Result<String, fmt::Error> {
 /// A bound `/metrics` listener, not yet serving.
 pub struct MetricsServer {
     listener: TcpListener,
+    local_addr: SocketAddr,
     replicas: Arc<dyn Replicas>,
 }
 
@@ -64,18 +65,20 @@ pub async fn bind(
     addr: SocketAddr,
     replicas: Arc<dyn Replicas>,
 ) -> Result<MetricsServer, MetricsError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })?;
-    Ok(MetricsServer { listener, replicas })
+    let bind_error = |source| MetricsError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local_addr = listener.local_addr().map_err(bind_error)?;
+    Ok(MetricsServer {
+        listener,
+        local_addr,
+        replicas,
+    })
 }
 
 impl MetricsServer {
+    /// The bound address (the port chosen when `listen` asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| {
-            // Only fails for a closed socket, which a bound listener is not.
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        })
+        self.local_addr
     }
 
     /// Answer scrapes until `shutdown` resolves.
