@@ -23,8 +23,8 @@ use crate::identity;
 use crate::source::assemble::{Assembler, Step};
 use crate::source::{self, Registration, SourceError};
 use crate::status::{
-    ChannelMetrics, ChannelStatus, ControlError, ErrorThread, IoRunning, LastError, Replicas,
-    SourceTls, Threads,
+    ChannelMetrics, ChannelStatus, ControlError, ErrorThread, IoRunning, LastError, MetricsState,
+    Replicas, SourceTls, Threads,
 };
 
 /// Steps buffered between reader and applier; rows events are ≤ 8 KiB by
@@ -68,39 +68,7 @@ struct State {
     last_applied_original_commit_us: Option<u64>,
     last_applied_gtid: Option<String>,
     last_applied_at: Option<SystemTime>,
-    metrics: MetricsState,
-}
-
-/// What only the metrics exporter reads; kept apart so the hot path changes little.
-#[derive(Debug, Default)]
-struct MetricsState {
-    exported: ChannelMetrics,
-    /// When the transaction being applied began (its Begin step reached the applier).
-    apply_started: Option<Instant>,
-    /// The current session's queue, to read its depth without touching the hot path.
-    queue: Option<mpsc::WeakSender<Step>>,
-}
-
-impl MetricsState {
-    fn finished(&mut self, applied: bool) {
-        if let Some(started) = self.apply_started.take().filter(|_| applied) {
-            self.exported.apply_latency.observe(started.elapsed());
-        }
-    }
-
-    fn snapshot(&self) -> ChannelMetrics {
-        let queue_depth = self
-            .queue
-            .as_ref()
-            .and_then(|q| q.upgrade())
-            .map_or(0, |tx| {
-                u64::try_from(tx.max_capacity() - tx.capacity()).unwrap_or(u64::MAX)
-            });
-        ChannelMetrics {
-            queue_depth,
-            ..self.exported.clone()
-        }
-    }
+    metrics: MetricsState<Step>,
 }
 
 impl Default for State {

@@ -157,6 +157,50 @@ impl ChannelMetrics {
     }
 }
 
+/// A channel's metrics state, kept in its status so that its hot path changes
+/// little; `Q` is what its queue between reader and applier carries.
+#[derive(Debug)]
+pub struct MetricsState<Q> {
+    pub exported: ChannelMetrics,
+    /// When the transaction being applied began (its Begin step reached the applier).
+    pub apply_started: Option<std::time::Instant>,
+    /// The current session's queue, to read its depth at scrape time.
+    pub queue: Option<tokio::sync::mpsc::WeakSender<Q>>,
+}
+
+impl<Q> Default for MetricsState<Q> {
+    fn default() -> Self {
+        MetricsState {
+            exported: ChannelMetrics::default(),
+            apply_started: None,
+            queue: None,
+        }
+    }
+}
+
+impl<Q> MetricsState<Q> {
+    /// The transaction begun last is done: committed (`applied`) or skipped.
+    pub fn finished(&mut self, applied: bool) {
+        if let Some(started) = self.apply_started.take().filter(|_| applied) {
+            self.exported.apply_latency.observe(started.elapsed());
+        }
+    }
+
+    pub fn snapshot(&self) -> ChannelMetrics {
+        let queue_depth = self
+            .queue
+            .as_ref()
+            .and_then(|q| q.upgrade())
+            .map_or(0, |tx| {
+                u64::try_from(tx.max_capacity() - tx.capacity()).unwrap_or(u64::MAX)
+            });
+        ChannelMetrics {
+            queue_depth,
+            ..self.exported.clone()
+        }
+    }
+}
+
 /// Which half of a channel `START/STOP REPLICA` addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
@@ -192,4 +236,33 @@ pub trait Replicas: Send + Sync + 'static {
         channel: Option<&str>,
         threads: Threads,
     ) -> BoxFuture<'static, Result<(), ControlError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn latency_lands_in_the_first_bucket_that_holds_it() {
+        let mut h = LatencyHistogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(1));
+        h.observe(Duration::from_secs(100));
+        assert_eq!(h.counts[0], 1);
+        assert_eq!(h.counts[1], 1, "a bound is inclusive (le)");
+        assert_eq!(h.counts[APPLY_LATENCY_BOUNDS.len()], 1, "overflow");
+        assert_eq!(h.count, 3);
+        assert!((h.sum - 100.0013).abs() < 1e-9);
+    }
+
+    #[test]
+    fn errors_count_by_thread_and_errno() {
+        let mut m = ChannelMetrics::default();
+        m.record_error(ErrorThread::Io, 2003);
+        m.record_error(ErrorThread::Io, 2003);
+        m.record_error(ErrorThread::Sql, 2003);
+        assert_eq!(m.errors[&(ErrorThread::Io, 2003)], 2);
+        assert_eq!(m.errors[&(ErrorThread::Sql, 2003)], 1);
+    }
 }
