@@ -17,7 +17,8 @@ case ${1:-} in
 esac
 
 FILES=(ca.pem ca-key.pem mysql-server.pem mysql-server-key.pem relay.pem relay-key.pem
-    client.pem client-key.pem other-ca.pem other-ca-key.pem)
+    client.pem client-key.pem other-ca.pem other-ca-key.pem
+    mysql-server-ip.pem mysql-server-ip-key.pem)
 
 all_present() {
     local f
@@ -42,14 +43,14 @@ ca() { # name subject
         2>/dev/null
 }
 
-leaf() { # name subject extendedKeyUsage
+leaf() { # name subject extendedKeyUsage [subjectAltName]
     openssl req -newkey rsa:2048 -nodes -sha256 -keyout "$TMP/$1-key.pem" \
         -out "$TMP/$1.csr" -subj "$2" 2>/dev/null
     cat >"$TMP/$1.ext" <<EXT
 basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=$3
-subjectAltName=DNS:localhost,IP:127.0.0.1
+subjectAltName=${4:-DNS:localhost,IP:127.0.0.1}
 EXT
     openssl x509 -req -in "$TMP/$1.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca-key.pem" \
         -CAcreateserial -days "$DAYS" -sha256 -extfile "$TMP/$1.ext" -out "$TMP/$1.pem" 2>/dev/null
@@ -60,10 +61,13 @@ ca ca "/CN=gtid-relay dev CA"
 leaf mysql-server "/CN=localhost" serverAuth
 leaf relay "/CN=localhost" serverAuth
 leaf client "/CN=gtid-relay client" clientAuth
+# Names only the address: VERIFY_IDENTITY to "localhost" must refuse it.
+leaf mysql-server-ip "/CN=127.0.0.1" serverAuth IP:127.0.0.1
 ca other-ca "/CN=unrelated dev CA"
 
 # mysqld runs as root in the sandbox chroot, but keys stay private anyway.
 chmod 600 "$TMP"/*-key.pem
-chmod 644 "$TMP"/ca.pem "$TMP"/mysql-server.pem "$TMP"/relay.pem "$TMP"/client.pem "$TMP"/other-ca.pem
+chmod 644 "$TMP"/ca.pem "$TMP"/mysql-server.pem "$TMP"/mysql-server-ip.pem "$TMP"/relay.pem \
+    "$TMP"/client.pem "$TMP"/other-ca.pem
 for f in "${FILES[@]}"; do mv -f "$TMP/$f" "$OUT/$f"; done
 echo "make-certs: wrote ${FILES[*]} into $OUT"

@@ -9,6 +9,11 @@ if [[ $(id -u) != 0 ]]; then
     exit 1
 fi
 deploy/sandbox.sh install
+# systemd-analyze checks deploy/gtid-relay.service.
+if ! command -v systemd-analyze >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+fi
 [[ -x certs/make-certs.sh ]] && certs/make-certs.sh >/dev/null
 
 cargo fmt --check

@@ -4,10 +4,13 @@ mod support;
 
 mod admin;
 mod coverage;
+mod deploy;
 mod gtid_mode;
 mod gtid_sets;
+mod metrics;
 mod preflight;
 mod relay;
 mod reliability;
 mod sandbox;
+mod tls;
 mod verify;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use mysql_async::prelude::Queryable;
@@ -27,7 +27,8 @@ use crate::identity;
 use crate::source::assemble::{Assembler, Step, TxnHeader};
 use crate::source::{self, Registration, SourceError};
 use crate::status::{
-    ChannelStatus, ControlError, IoRunning, LastError, Replicas, SourceTls, Threads,
+    ChannelMetrics, ChannelStatus, ControlError, ErrorThread, IoRunning, LastError, MetricsState,
+    Replicas, SourceTls, Threads,
 };
 
 /// Steps buffered between reader and applier; rows events are ≤ 8 KiB by
@@ -58,8 +59,9 @@ struct State {
     last_io_error: Option<LastError>,
     last_sql_error: Option<LastError>,
     retrieved: GtidSet,
-    /// Original commit time of each transaction being applied, by dispatch index.
-    applying: BTreeMap<u64, u64>,
+    /// Original commit time of each transaction being applied and when its
+    /// apply began, by dispatch index.
+    applying: BTreeMap<u64, (u64, Instant)>,
     log_file: String,
     log_pos: u64,
     retry_count: u64,
@@ -73,6 +75,7 @@ struct State {
     last_applied_original_commit_us: Option<u64>,
     last_applied_gtid: Option<String>,
     last_applied_at: Option<SystemTime>,
+    metrics: MetricsState<Step>,
 }
 
 impl Default for State {
@@ -102,6 +105,7 @@ impl Default for State {
             last_applied_original_commit_us: None,
             last_applied_gtid: None,
             last_applied_at: None,
+            metrics: MetricsState::default(),
         }
     }
 }
@@ -239,6 +243,7 @@ impl Channel {
 
         let refresher = tokio::spawn(self.clone().follow_target());
         let (tx, rx) = mpsc::channel::<Step>(QUEUE_STEPS);
+        self.state().metrics.queue = Some(tx.downgrade());
         let (stop_tx, stop_rx) = watch::channel(false);
         let span = info_span!("channel", channel = %self.name());
         let mut reader: Option<JoinHandle<Result<(), SourceError>>> = if desired.io {
@@ -332,6 +337,7 @@ impl Channel {
         {
             let mut st = self.state();
             st.last_io_error = last_error(e.errno(), message.clone());
+            st.metrics.exported.record_error(ErrorThread::Io, e.errno());
             st.io = if fatal {
                 IoRunning::No
             } else {
@@ -354,6 +360,9 @@ impl Channel {
         {
             let mut st = self.state();
             st.last_sql_error = last_error(e.errno(), message.clone());
+            st.metrics
+                .exported
+                .record_error(ErrorThread::Sql, e.errno());
         }
         if transient {
             warn!(channel = %self.name(), errno = e.errno(), "{message}");
@@ -529,8 +538,9 @@ impl Channel {
         let seconds_behind = st.sql_running.then(|| {
             st.applying
                 .values()
+                .map(|&(since, _)| since)
                 .min()
-                .map_or(0, |&since| now_us().saturating_sub(since) / 1_000_000)
+                .map_or(0, |since| now_us().saturating_sub(since) / 1_000_000)
         });
         ChannelStatus {
             name: self.config.name.clone(),
@@ -672,14 +682,17 @@ const IDLE_SQL_STATE: &str = "Replica has read all relay log; waiting for more u
 impl Progress for Channel {
     fn started(&self, index: u64, header: &TxnHeader) {
         let mut st = self.state();
-        st.applying.insert(index, header.original_commit_us);
+        st.applying
+            .insert(index, (header.original_commit_us, Instant::now()));
         st.sql_state = "Waiting for dependent transaction to commit";
     }
 
     fn finished(&self, index: u64, done: &Completed) {
         self.executed().insert(&done.header.gtid);
         let mut st = self.state();
-        st.applying.remove(&index);
+        if let Some((_, began)) = st.applying.remove(&index) {
+            st.metrics.finished(began, !done.skipped);
+        }
         if done.skipped {
             st.skipped_applied += 1;
         } else {
@@ -775,6 +788,13 @@ impl Relay {
 impl Replicas for Relay {
     fn channels(&self) -> Vec<ChannelStatus> {
         self.channels.iter().map(|c| c.status()).collect()
+    }
+
+    fn channel_metrics(&self) -> Vec<(ChannelStatus, ChannelMetrics)> {
+        self.channels
+            .iter()
+            .map(|c| (c.status(), c.state().metrics.snapshot()))
+            .collect()
     }
 
     fn start(&self, channel: Option<&str>, threads: Threads) -> Result<(), ControlError> {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mysql_async::{ClientIdentity, Conn, DriverError, Opts, OptsBuilder, SslOpts};
+use mysql_async::{ClientIdentity, Conn, DriverError, IoError, Opts, OptsBuilder, SslOpts};
 
 use crate::config::{Master, SslMode};
 
@@ -113,13 +113,35 @@ pub async fn connect(master: &Master, timeout: Duration) -> Result<Conn, ConnErr
     let failed = |e: mysql_async::Error| ConnError::Failed {
         master: master.name.clone(),
         addr: addr.clone(),
-        // A socket error while connecting is "can't connect", not "lost".
-        errno: match e {
+        errno: match &e {
+            // What the mysql client reports for a failed TLS setup or handshake.
+            mysql_async::Error::Io(IoError::Tls(_)) => CR_SSL_CONNECTION_ERROR,
+            mysql_async::Error::Io(IoError::Io(io)) if rustls_error(io).is_some() => {
+                CR_SSL_CONNECTION_ERROR
+            }
+            // A socket error while connecting is "can't connect", not "lost".
             mysql_async::Error::Io(_) => CR_CONN_HOST_ERROR,
             _ => errno_of(&e),
         },
-        message: describe(&e, master.tls.ssl_mode),
+        message: describe(&e, master),
     };
+    // The driver's error for a missing file names neither the file nor its role.
+    for (key, path) in [
+        ("ca", &master.tls.ca),
+        ("cert", &master.tls.cert),
+        ("key", &master.tls.key),
+    ] {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(ConnError::Failed {
+                    master: master.name.clone(),
+                    addr,
+                    errno: CR_SSL_CONNECTION_ERROR,
+                    message: format!("cannot read tls.{key} {}: {e}", path.display()),
+                });
+            }
+        }
+    }
     match attempt(master, &addr, tls_opts(master), timeout).await? {
         Ok(conn) => Ok(conn),
         // PREFERRED falls back to plaintext only when the server offers no TLS at all.
@@ -128,8 +150,47 @@ pub async fn connect(master: &Master, timeout: Duration) -> Result<Conn, ConnErr
         {
             attempt(master, &addr, None, timeout).await?.map_err(failed)
         }
+        // mysql_async implements VERIFY_CA by ignoring a name mismatch whose
+        // message says "NotValidForName"; rustls 0.23 words it differently, so
+        // a certificate that chains to the CA but does not name the host fails.
+        // The mismatch error lists the names the certificate does hold (its
+        // chain already verified): connect again verifying against one of them,
+        // which checks the chain in full on the real connection.
+        Err(e) if master.tls.ssl_mode == SslMode::VerifyCa => match certificate_name(&e) {
+            Some(name) => {
+                let tls = tls_opts(master).map(|o| o.with_danger_tls_hostname_override(Some(name)));
+                attempt(master, &addr, tls, timeout).await?.map_err(failed)
+            }
+            None => Err(failed(e)),
+        },
         Err(e) => Err(failed(e)),
     }
+}
+
+/// A name the server's certificate holds, from a name-mismatch error.
+fn certificate_name(e: &mysql_async::Error) -> Option<String> {
+    let mysql_async::Error::Io(IoError::Io(io)) = e else {
+        return None;
+    };
+    match rustls_error(io)? {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+            presented,
+            ..
+        }) => presented.iter().find_map(|n| presented_name(n)),
+        _ => None,
+    }
+}
+
+/// rustls-webpki lists names as `DnsName("host")` or `IpAddress(127.0.0.1)`;
+/// wildcard names cannot be connected to and are skipped.
+fn presented_name(s: &str) -> Option<String> {
+    let name = s
+        .strip_prefix("DnsName(\"")
+        .and_then(|r| r.strip_suffix("\")"))
+        .filter(|n| !n.contains('*'))
+        .or_else(|| s.strip_prefix("IpAddress(")?.strip_suffix(')'))?;
+    rustls::pki_types::ServerName::try_from(name).ok()?;
+    Some(name.to_string())
 }
 
 async fn attempt(
@@ -147,27 +208,59 @@ async fn attempt(
         })
 }
 
-/// A driver error in the words a DBA expects; passwords never reach it.
-fn describe(e: &mysql_async::Error, mode: SslMode) -> String {
+/// A driver error in the words a DBA expects; passwords never reach it (the
+/// driver's errors carry no credentials, and the options are not a URL).
+fn describe(e: &mysql_async::Error, master: &Master) -> String {
+    let mode = master.tls.ssl_mode.as_str();
     match e {
         mysql_async::Error::Server(s) => format!("error {} ({}): {}", s.code, s.state, s.message),
         mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer) => format!(
-            "ssl_mode={} but the server does not support TLS (start it with TLS certificates, or lower ssl_mode)",
-            mode.as_str()
+            "ssl_mode={mode} but the server does not support TLS (start it with TLS certificates, or lower ssl_mode)"
         ),
-        mysql_async::Error::Io(io) => {
-            let text = io.to_string();
-            if text.contains("certificate") || text.contains("Certificate") || text.contains("tls")
-            {
-                format!(
-                    "TLS handshake failed under ssl_mode={}: {text}",
-                    mode.as_str()
-                )
-            } else {
-                text
-            }
+        mysql_async::Error::Io(IoError::Io(io)) => match rustls_error(io) {
+            Some(tls) => format!(
+                "TLS handshake failed under ssl_mode={mode}: {} ({tls})",
+                explain_tls(tls, master)
+            ),
+            None => io.to_string(),
+        },
+        mysql_async::Error::Io(IoError::Tls(tls)) => {
+            format!("TLS setup failed under ssl_mode={mode}: {tls}")
         }
         other => other.to_string(),
+    }
+}
+
+/// tokio-rustls reports a failed handshake as an io::Error wrapping rustls's error.
+fn rustls_error(io: &std::io::Error) -> Option<&rustls::Error> {
+    io.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+fn explain_tls(e: &rustls::Error, master: &Master) -> String {
+    use rustls::{CertificateError as C, Error as E};
+    let ca = master.tls.ca.as_ref().map_or_else(
+        || "the built-in roots".to_string(),
+        |p| p.display().to_string(),
+    );
+    match e {
+        E::InvalidCertificate(C::UnknownIssuer) => {
+            format!("the server's certificate is not signed by the CA in tls.ca ({ca})")
+        }
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
+            "the server's certificate does not name the host '{}' (VERIFY_IDENTITY checks the host against the certificate's subjectAltName: connect by a name or address it lists, or use VERIFY_CA)",
+            master.host
+        ),
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the server's certificate has expired".to_string()
+        }
+        E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the server's certificate is not valid yet (check the clocks)".to_string()
+        }
+        E::InvalidCertificate(other) => format!("the server's certificate was rejected: {other:?}"),
+        E::AlertReceived(alert) => format!(
+            "the server aborted the handshake ({alert:?}); if it requires a client certificate, set tls.cert and tls.key"
+        ),
+        _ => "the TLS handshake failed".to_string(),
     }
 }
 
@@ -181,4 +274,23 @@ pub fn quote_ident(name: &str) -> String {
 /// zone names, UUIDs).
 pub fn quote_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_presented_by_webpki_are_parsed() {
+        assert_eq!(
+            presented_name("DnsName(\"db1.example\")").as_deref(),
+            Some("db1.example")
+        );
+        assert_eq!(
+            presented_name("IpAddress(127.0.0.1)").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(presented_name("DnsName(\"*.example\")"), None);
+        assert_eq!(presented_name("DirectoryName"), None);
+    }
 }

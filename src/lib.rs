@@ -10,6 +10,7 @@ pub mod filter;
 pub mod gtid;
 pub mod gtid_mode;
 pub mod identity;
+pub mod metrics;
 pub mod preflight;
 pub mod source;
 pub mod status;

@@ -15,6 +15,7 @@ use gtid_relay::admin;
 use gtid_relay::channel::Relay;
 use gtid_relay::config::{AdminConfig, Config, LogFormat};
 use gtid_relay::identity;
+use gtid_relay::metrics;
 use gtid_relay::status::Replicas;
 use gtid_relay::verify::{Options, Verifier, stderr_is_terminal};
 
@@ -187,6 +188,17 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let replicas: Arc<dyn Replicas> = relay.clone();
+            let server = metrics::bind(addr, replicas)
+                .await
+                .with_context(|| format!("metrics endpoint on {addr}"))?;
+            tracing::info!(listen = %server.local_addr(), "metrics endpoint ready");
+            Some(tokio::spawn(server.serve(stopped(stop_rx.clone()))))
+        }
+        None => None,
+    };
     let relay_task = tokio::spawn(relay.run(stopped(stop_rx)));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
@@ -194,6 +206,13 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
         match admin.await {
             Ok(Err(e)) => tracing::error!("admin endpoint: {e}"),
             Err(e) => tracing::error!("admin endpoint task: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(metrics) = metrics {
+        match metrics.await {
+            Ok(Err(e)) => tracing::error!("metrics endpoint: {e}"),
+            Err(e) => tracing::error!("metrics endpoint task: {e}"),
             Ok(Ok(())) => {}
         }
     }

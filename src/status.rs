@@ -97,6 +97,108 @@ pub struct ChannelStatus {
     pub last_applied_at: Option<SystemTime>,
 }
 
+/// Upper bounds (seconds) of the apply latency histogram's buckets: from a
+/// sub-millisecond row change to a long DDL.
+pub const APPLY_LATENCY_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+
+/// Seconds per applied transaction, from its Begin to its commit on the target.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencyHistogram {
+    /// Per bucket of [`APPLY_LATENCY_BOUNDS`] (not cumulative), plus the overflow bucket.
+    pub counts: [u64; APPLY_LATENCY_BOUNDS.len() + 1],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&mut self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let bucket = APPLY_LATENCY_BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(APPLY_LATENCY_BOUNDS.len());
+        self.counts[bucket] += 1;
+        self.sum += secs;
+        self.count += 1;
+    }
+}
+
+/// The thread of a channel an error stopped or interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrorThread {
+    Io,
+    Sql,
+}
+
+impl ErrorThread {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorThread::Io => "io",
+            ErrorThread::Sql => "sql",
+        }
+    }
+}
+
+/// What a channel reports only to the metrics exporter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChannelMetrics {
+    pub apply_latency: LatencyHistogram,
+    /// Errors since the relay started, by thread and MySQL error number.
+    pub errors: std::collections::BTreeMap<(ErrorThread, u32), u64>,
+    /// Steps (events grouped for the applier) queued between reader and applier.
+    pub queue_depth: u64,
+}
+
+impl ChannelMetrics {
+    pub fn record_error(&mut self, thread: ErrorThread, errno: u32) {
+        *self.errors.entry((thread, errno)).or_default() += 1;
+    }
+}
+
+/// A channel's metrics state, kept in its status so that its hot path changes
+/// little; `Q` is what its queue between reader and applier carries.
+#[derive(Debug)]
+pub struct MetricsState<Q> {
+    pub exported: ChannelMetrics,
+    /// The current session's queue, to read its depth at scrape time.
+    pub queue: Option<tokio::sync::mpsc::WeakSender<Q>>,
+}
+
+impl<Q> Default for MetricsState<Q> {
+    fn default() -> Self {
+        MetricsState {
+            exported: ChannelMetrics::default(),
+            queue: None,
+        }
+    }
+}
+
+impl<Q> MetricsState<Q> {
+    /// A transaction whose apply began at `started` is done: committed
+    /// (`applied`) or skipped by the target.
+    pub fn finished(&mut self, started: std::time::Instant, applied: bool) {
+        if applied {
+            self.exported.apply_latency.observe(started.elapsed());
+        }
+    }
+
+    pub fn snapshot(&self) -> ChannelMetrics {
+        let queue_depth = self
+            .queue
+            .as_ref()
+            .and_then(|q| q.upgrade())
+            .map_or(0, |tx| {
+                u64::try_from(tx.max_capacity() - tx.capacity()).unwrap_or(u64::MAX)
+            });
+        ChannelMetrics {
+            queue_depth,
+            ..self.exported.clone()
+        }
+    }
+}
+
 /// Which half of a channel `START/STOP REPLICA` addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
@@ -116,6 +218,13 @@ pub enum ControlError {
 pub trait Replicas: Send + Sync + 'static {
     /// One snapshot per channel, in configuration order.
     fn channels(&self) -> Vec<ChannelStatus>;
+    /// [`Replicas::channels`] with what only the metrics exporter needs.
+    fn channel_metrics(&self) -> Vec<(ChannelStatus, ChannelMetrics)> {
+        self.channels()
+            .into_iter()
+            .map(|c| (c, ChannelMetrics::default()))
+            .collect()
+    }
     /// `START REPLICA [IO_THREAD|SQL_THREAD] [FOR CHANNEL c]`; None means every channel.
     fn start(&self, channel: Option<&str>, threads: Threads) -> Result<(), ControlError>;
     /// `STOP REPLICA ...`; resolves once the addressed threads have stopped (an
@@ -125,4 +234,33 @@ pub trait Replicas: Send + Sync + 'static {
         channel: Option<&str>,
         threads: Threads,
     ) -> BoxFuture<'static, Result<(), ControlError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn latency_lands_in_the_first_bucket_that_holds_it() {
+        let mut h = LatencyHistogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(1));
+        h.observe(Duration::from_secs(100));
+        assert_eq!(h.counts[0], 1);
+        assert_eq!(h.counts[1], 1, "a bound is inclusive (le)");
+        assert_eq!(h.counts[APPLY_LATENCY_BOUNDS.len()], 1, "overflow");
+        assert_eq!(h.count, 3);
+        assert!((h.sum - 100.0013).abs() < 1e-9);
+    }
+
+    #[test]
+    fn errors_count_by_thread_and_errno() {
+        let mut m = ChannelMetrics::default();
+        m.record_error(ErrorThread::Io, 2003);
+        m.record_error(ErrorThread::Io, 2003);
+        m.record_error(ErrorThread::Sql, 2003);
+        assert_eq!(m.errors[&(ErrorThread::Io, 2003)], 2);
+        assert_eq!(m.errors[&(ErrorThread::Sql, 2003)], 1);
+    }
 }
