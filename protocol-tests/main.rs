@@ -9,5 +9,6 @@ mod gtid_sets;
 mod preflight;
 mod relay;
 mod reliability;
+mod routing;
 mod sandbox;
 mod verify;

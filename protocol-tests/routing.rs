@@ -1,0 +1,142 @@
+//! Routes (include/exclude by glob, rename, DDL on/off) and Gravity's
+//! configuration files, against real MySQL 9.7 masters. Filtered transactions
+//! must still reach the target as empty ones: gtid_executed always converges.
+
+use std::time::{Duration, Instant};
+
+use crate::support::relay::{InProcess, config_text};
+use crate::support::{Sandbox, wait_for};
+
+const CONVERGE: Duration = Duration::from_secs(15);
+
+/// Wait until both masters hold the same GTIDs; fail at once on an apply error.
+fn settle(sb: &Sandbox, relay: &InProcess) -> String {
+    wait_for("masters to converge", CONVERGE, || {
+        for c in relay.status() {
+            if let Some(e) = &c.last_sql_error {
+                panic!("channel {} stopped: {}: {}", c.name, e.errno, e.message);
+            }
+        }
+        let (a, b) = (sb.gtid_executed(1), sb.gtid_executed(2));
+        (a == b).then_some(a)
+    })
+}
+
+fn rows(sb: &Sandbox, i: u8, sql: &str) -> String {
+    sb.sql(i, sql).trim().to_string()
+}
+
+#[test]
+fn routes_filter_rename_and_turn_ddl_off() {
+    let started = Instant::now();
+    let sb = Sandbox::start(2, &[]);
+    // Each master's own schemas, created unlogged: m1's `app` lives in
+    // `app_copy` on m2, and m2 also has an `app` of its own.
+    sb.sql(
+        1,
+        "SET sql_log_bin = 0;
+         CREATE DATABASE app; CREATE DATABASE other;
+         CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         CREATE TABLE app.secret_keys (id INT PRIMARY KEY, v INT);
+         CREATE TABLE other.t (id INT PRIMARY KEY)",
+    );
+    sb.sql(
+        2,
+        "SET sql_log_bin = 0;
+         CREATE DATABASE app; CREATE DATABASE app_copy; CREATE DATABASE other;
+         CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         CREATE TABLE app_copy.t (id INT PRIMARY KEY, v INT);
+         CREATE TABLE app_copy.secret_keys (id INT PRIMARY KEY, v INT);
+         CREATE TABLE other.t (id INT PRIMARY KEY)",
+    );
+    let relay = InProcess::start(&config_text(
+        &sb,
+        &[1, 2],
+        r#"
+[[channels]]
+source = "m1"
+target = "m2"
+[[channels.routes]]
+schema = "app"
+target_schema = "app_copy"
+[[channels.routes]]
+schema = "app"
+table = "secret*"
+exclude = true
+
+[[channels]]
+source = "m2"
+target = "m1"
+ddl = false
+[[channels.routes]]
+schema = "a?p"
+"#,
+    ));
+    relay.wait_running();
+
+    sb.sql(
+        1,
+        "INSERT INTO app.t VALUES (1, 10), (2, 20);
+         INSERT INTO app.secret_keys VALUES (1, 1);
+         INSERT INTO other.t VALUES (1);
+         BEGIN;
+           INSERT INTO app.t VALUES (3, 30);
+           INSERT INTO app.secret_keys VALUES (2, 2);
+           UPDATE app.t SET v = v + 1 WHERE id = 1;
+         COMMIT;
+         UPDATE app.t JOIN app.secret_keys ON app.t.id = app.secret_keys.id
+           SET app.t.v = app.t.v * 100, app.secret_keys.v = 0;
+         USE app; ALTER TABLE t ADD COLUMN w INT;
+         INSERT INTO app.t VALUES (4, 40, 4);
+         USE other; CREATE TABLE not_relayed (id INT PRIMARY KEY)",
+    );
+    sb.sql(
+        2,
+        "INSERT INTO app.t VALUES (100, 1);
+         INSERT INTO app_copy.t (id, v) VALUES (200, 2);
+         INSERT INTO other.t VALUES (300);
+         USE app; CREATE TABLE only_m2 (id INT PRIMARY KEY)",
+    );
+    let executed = settle(&sb, &relay);
+    assert!(executed.contains(&sb.server_uuid(1)) && executed.contains(&sb.server_uuid(2)));
+
+    // m1 -> m2: app.* lands in app_copy, secrets and other schemas do not.
+    assert_eq!(
+        rows(&sb, 2, "SELECT id, v, w FROM app_copy.t WHERE id < 100 ORDER BY id"),
+        rows(&sb, 1, "SELECT id, v, w FROM app.t WHERE id < 100 ORDER BY id")
+    );
+    assert_eq!(
+        rows(&sb, 2, "SELECT id, v, w FROM app_copy.t WHERE id < 100 ORDER BY id"),
+        "1\t1100\tNULL\n2\t2000\tNULL\n3\t30\tNULL\n4\t40\t4"
+    );
+    assert_eq!(rows(&sb, 2, "SELECT COUNT(*) FROM app_copy.secret_keys"), "0");
+    assert_eq!(rows(&sb, 2, "SELECT COUNT(*) FROM other.t"), "1");
+    assert_eq!(
+        rows(
+            &sb,
+            2,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'not_relayed'"
+        ),
+        "0"
+    );
+    // m2's own app schema was left alone by the rename.
+    assert_eq!(rows(&sb, 2, "SELECT id FROM app.t"), "100");
+
+    // m2 -> m1: `a?p` matches app only; DDL is off on this channel.
+    assert_eq!(rows(&sb, 1, "SELECT id, v FROM app.t WHERE id = 100"), "100\t1");
+    assert_eq!(rows(&sb, 1, "SELECT COUNT(*) FROM other.t"), "1");
+    assert_eq!(
+        rows(
+            &sb,
+            1,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'only_m2'"
+        ),
+        "0"
+    );
+    assert!(
+        !sb.sql(1, "SHOW DATABASES").contains("app_copy"),
+        "app_copy is m2's"
+    );
+    relay.stop();
+    eprintln!("routes test took {:?}", started.elapsed());
+}
