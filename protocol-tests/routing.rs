@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::relay::{InProcess, config_text};
+use crate::support::relay::{InProcess, Process, TempDir, checksums, config_text, wait_converged};
 use crate::support::{Sandbox, wait_for};
 
 const CONVERGE: Duration = Duration::from_secs(15);
@@ -102,14 +102,29 @@ schema = "a?p"
 
     // m1 -> m2: app.* lands in app_copy, secrets and other schemas do not.
     assert_eq!(
-        rows(&sb, 2, "SELECT id, v, w FROM app_copy.t WHERE id < 100 ORDER BY id"),
-        rows(&sb, 1, "SELECT id, v, w FROM app.t WHERE id < 100 ORDER BY id")
+        rows(
+            &sb,
+            2,
+            "SELECT id, v, w FROM app_copy.t WHERE id < 100 ORDER BY id"
+        ),
+        rows(
+            &sb,
+            1,
+            "SELECT id, v, w FROM app.t WHERE id < 100 ORDER BY id"
+        )
     );
     assert_eq!(
-        rows(&sb, 2, "SELECT id, v, w FROM app_copy.t WHERE id < 100 ORDER BY id"),
+        rows(
+            &sb,
+            2,
+            "SELECT id, v, w FROM app_copy.t WHERE id < 100 ORDER BY id"
+        ),
         "1\t1100\tNULL\n2\t2000\tNULL\n3\t30\tNULL\n4\t40\t4"
     );
-    assert_eq!(rows(&sb, 2, "SELECT COUNT(*) FROM app_copy.secret_keys"), "0");
+    assert_eq!(
+        rows(&sb, 2, "SELECT COUNT(*) FROM app_copy.secret_keys"),
+        "0"
+    );
     assert_eq!(rows(&sb, 2, "SELECT COUNT(*) FROM other.t"), "1");
     assert_eq!(
         rows(
@@ -123,7 +138,10 @@ schema = "a?p"
     assert_eq!(rows(&sb, 2, "SELECT id FROM app.t"), "100");
 
     // m2 -> m1: `a?p` matches app only; DDL is off on this channel.
-    assert_eq!(rows(&sb, 1, "SELECT id, v FROM app.t WHERE id = 100"), "100\t1");
+    assert_eq!(
+        rows(&sb, 1, "SELECT id, v FROM app.t WHERE id = 100"),
+        "100\t1"
+    );
     assert_eq!(rows(&sb, 1, "SELECT COUNT(*) FROM other.t"), "1");
     assert_eq!(
         rows(
@@ -139,4 +157,128 @@ schema = "a?p"
     );
     relay.stop();
     eprintln!("routes test took {:?}", started.elapsed());
+}
+
+fn gravity_examples() -> Vec<String> {
+    let dir = crate::support::repo_root().join("deploy/examples/gravity");
+    ["21_2_22_config.toml", "22_2_21_config.toml"]
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect()
+}
+
+/// The seed's two Gravity files, unchanged, run as one bidirectional relay.
+#[test]
+fn seed_gravity_configs_relay_stock_user_both_ways() {
+    let started = Instant::now();
+    let sb = Sandbox::start(2, &[]);
+    for i in [1, 2] {
+        // The seed's account, with what applying under GTID_NEXT needs.
+        sb.sql(
+            i,
+            "SET sql_log_bin = 0;
+             CREATE USER '_gravity'@'127.0.0.1' IDENTIFIED BY '123456sl';
+             GRANT ALL PRIVILEGES ON *.* TO '_gravity'@'127.0.0.1';
+             CREATE DATABASE stock_user; CREATE DATABASE other;
+             CREATE TABLE stock_user.stock (id INT PRIMARY KEY, qty INT);
+             CREATE TABLE other.t (id INT PRIMARY KEY)",
+        );
+    }
+    let dir = TempDir::new("gravity");
+    let files = gravity_examples();
+    let map = format!(
+        "172.30.75.21:3307=127.0.0.1:{},172.30.75.22:3307=127.0.0.1:{}",
+        sb.port(1),
+        sb.port(2)
+    );
+    let mut relay = Process::spawn(
+        &[
+            "run",
+            "--gravity-config",
+            &files[0],
+            "--gravity-config",
+            &files[1],
+            "--gravity-host-map",
+            &map,
+        ],
+        &dir.0.join("relay.log"),
+    );
+    sb.sql(
+        1,
+        "INSERT INTO stock_user.stock VALUES (1, 10), (8, 80);
+         INSERT INTO other.t VALUES (1);
+         USE stock_user; CREATE TABLE added_on_m1 (id INT PRIMARY KEY)",
+    );
+    sb.sql(
+        2,
+        "INSERT INTO stock_user.stock VALUES (2, 20);
+         UPDATE stock_user.stock SET qty = qty + 1;
+         INSERT INTO other.t VALUES (2)",
+    );
+    wait_converged(&sb, &[1, 2], CONVERGE);
+    sb.sql(1, "INSERT INTO stock_user.added_on_m1 VALUES (1)");
+    wait_converged(&sb, &[1, 2], CONVERGE);
+
+    assert_eq!(
+        checksums(&sb, 1, "stock_user"),
+        checksums(&sb, 2, "stock_user")
+    );
+    assert_eq!(
+        rows(&sb, 2, "SELECT id FROM stock_user.added_on_m1"),
+        "1",
+        "DDL relayed (enable-ddl = true)"
+    );
+    assert_eq!(rows(&sb, 1, "SELECT id FROM other.t"), "1");
+    assert_eq!(rows(&sb, 2, "SELECT id FROM other.t"), "2");
+
+    relay.signal("TERM");
+    assert_eq!(relay.wait(Duration::from_secs(15)), Some(0));
+    let log = relay.log_text();
+    for setting in ["internal-db-name:", "tag-internal-txn:", "input.mode = "] {
+        assert_eq!(
+            log.matches(setting).count(),
+            1,
+            "one warning about {setting}:\n{log}"
+        );
+    }
+    eprintln!("gravity test took {:?}", started.elapsed());
+}
+
+#[test]
+fn unsupported_gravity_setting_is_a_clear_error() {
+    let dir = TempDir::new("gravity-bad");
+    let files = gravity_examples();
+    let text = std::fs::read_to_string(&files[0])
+        .expect("read example")
+        .replace("mode = \"replication\"", "mode = \"batch\"");
+    let bad = dir.0.join("bad.toml");
+    std::fs::write(&bad, text).expect("write");
+    let bad = bad.display().to_string();
+    let mut relay = Process::spawn(
+        &[
+            "run",
+            "--gravity-config",
+            &bad,
+            "--gravity-config",
+            &files[1],
+        ],
+        &dir.0.join("relay.log"),
+    );
+    assert_eq!(relay.wait(Duration::from_secs(10)), Some(1));
+    let log = relay.log_text();
+    assert!(
+        log.contains(&format!("{bad}:12: input.mode: 'batch' is not supported")),
+        "{log}"
+    );
+
+    // The translation, for users who move to the native format.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gtid-relay"))
+        .arg("import-gravity")
+        .args(&files)
+        .output()
+        .expect("run import-gravity");
+    assert!(out.status.success());
+    let native = String::from_utf8_lossy(&out.stdout);
+    assert!(native.contains("conflict = \"idempotent\""), "{native}");
+    assert!(native.contains("schema = \"stock_user\""), "{native}");
 }

@@ -443,9 +443,7 @@ impl Config {
         };
         let channels = match raw.channels {
             None => full_mesh(&masters, default_conflict, &default_routes),
-            Some(list) => {
-                resolve_channels(src, &masters, list, default_conflict, &default_routes)?
-            }
+            Some(list) => resolve_channels(src, &masters, list, default_conflict, &default_routes)?,
         };
 
         let source = resolve_source(raw.source);

@@ -272,7 +272,6 @@ mod tests {
         assert_eq!(off.table("app", "t"), dest("app", "t"));
     }
 
-
     const T: &str = "11111111-1111-1111-1111-111111111111";
     const S: &str = "22222222-2222-2222-2222-222222222222";
 

@@ -215,12 +215,18 @@ pub fn import(paths: &[PathBuf], hosts: &HostMap) -> Result<Imported, GravityErr
             file.err(e.span().unwrap_or(0..0), &key, message)
         })?;
 
-        for (kind, key) in [(&g.input.kind, "input.type"), (&g.output.kind, "output.type")] {
+        for (kind, key) in [
+            (&g.input.kind, "input.type"),
+            (&g.output.kind, "output.type"),
+        ] {
             if kind.get_ref() != "mysql" {
                 return Err(file.err(
                     kind.span(),
                     key,
-                    format!("'{}' is not supported: gtid-relay relays MySQL to MySQL only", kind.get_ref()),
+                    format!(
+                        "'{}' is not supported: gtid-relay relays MySQL to MySQL only",
+                        kind.get_ref()
+                    ),
                 ));
             }
         }
@@ -411,14 +417,24 @@ mod tests {
             e.contains(".toml:40: output.config.sql-engine-config.type: 'mysql-insert-ignore-engine' is not supported"),
             "{e}"
         );
-        let e = import_text(&seed.replace("ignore-bidirectional-data = true", "ignore-bidirectional-data = false"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("input.config.ignore-bidirectional-data: false is not supported"), "{e}");
-        let e = import_text(&seed.replace("enable-ddl = true", "enable-ddl = true\nworker-count = 8"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains(":38: worker-count: unknown field `worker-count`"), "{e}");
+        let e = import_text(&seed.replace(
+            "ignore-bidirectional-data = true",
+            "ignore-bidirectional-data = false",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("input.config.ignore-bidirectional-data: false is not supported"),
+            "{e}"
+        );
+        let e =
+            import_text(&seed.replace("enable-ddl = true", "enable-ddl = true\nworker-count = 8"))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains(":38: worker-count: unknown field `worker-count`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,9 +12,9 @@ use tracing_subscriber::EnvFilter;
 use tokio::sync::watch;
 
 use gtid_relay::admin;
-use gtid_relay::gravity;
 use gtid_relay::channel::Relay;
 use gtid_relay::config::{AdminConfig, Config, LogFormat};
+use gtid_relay::gravity;
 use gtid_relay::identity;
 use gtid_relay::status::Replicas;
 use gtid_relay::verify::{Options, Verifier, stderr_is_terminal};

@@ -119,7 +119,10 @@ fn rows_table_and_flags(event: &Event) -> Result<(u64, u16), RewriteError> {
     };
     let mut id8 = [0u8; 8];
     id8[..6].copy_from_slice(id);
-    Ok((u64::from_le_bytes(id8), u16::from_le_bytes([flags[0], flags[1]])))
+    Ok((
+        u64::from_le_bytes(id8),
+        u16::from_le_bytes([flags[0], flags[1]]),
+    ))
 }
 
 /// Per-transaction routing state of one channel's reader.
