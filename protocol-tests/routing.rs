@@ -74,10 +74,17 @@ schema = "a?p"
     ));
     relay.wait_running();
 
+    // A transaction touching only an excluded table: its GTID must still
+    // reach m2, as an empty transaction.
+    let before = sb.gtid_executed(1);
+    sb.sql(1, "INSERT INTO app.secret_keys VALUES (1, 1)");
+    let filtered_gtid = sb.value(
+        1,
+        &format!("SELECT GTID_SUBTRACT(@@GLOBAL.gtid_executed, '{before}')"),
+    );
     sb.sql(
         1,
         "INSERT INTO app.t VALUES (1, 10), (2, 20);
-         INSERT INTO app.secret_keys VALUES (1, 1);
          INSERT INTO other.t VALUES (1);
          BEGIN;
            INSERT INTO app.t VALUES (3, 30);
@@ -100,6 +107,14 @@ schema = "a?p"
     let executed = settle(&sb, &relay);
     assert!(executed.contains(&sb.server_uuid(1)) && executed.contains(&sb.server_uuid(2)));
 
+    assert_eq!(
+        sb.value(
+            2,
+            &format!("SELECT GTID_SUBSET('{filtered_gtid}', @@GLOBAL.gtid_executed)")
+        ),
+        "1",
+        "the filtered transaction {filtered_gtid} is committed empty on m2"
+    );
     // m1 -> m2: app.* lands in app_copy, secrets and other schemas do not.
     assert_eq!(
         rows(

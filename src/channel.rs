@@ -741,7 +741,7 @@ impl Relay {
             .channels
             .iter()
             .map(|c| {
-                info!(channel = %c.name(), conflict = c.config.conflict.as_str(), server_id = c.registration.server_id, "starting channel");
+                info!(channel = %c.name(), conflict = c.config.conflict.as_str(), server_id = c.registration.server_id, routes = c.config.routes.rules.len(), ddl = c.config.routes.ddl, "starting channel");
                 tokio::spawn(c.clone().supervise(stop_rx.clone()))
             })
             .collect();
