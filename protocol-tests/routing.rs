@@ -35,7 +35,7 @@ fn routes_filter_rename_and_turn_ddl_off() {
     sb.sql(
         1,
         "SET sql_log_bin = 0;
-         CREATE DATABASE app; CREATE DATABASE other;
+         CREATE DATABASE app; CREATE DATABASE other; CREATE DATABASE m1_only;
          CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
          CREATE TABLE app.secret_keys (id INT PRIMARY KEY, v INT);
          CREATE TABLE other.t (id INT PRIMARY KEY)",
@@ -95,6 +95,7 @@ schema = "a?p"
            SET app.t.v = app.t.v * 100, app.secret_keys.v = 0;
          USE app; ALTER TABLE t ADD COLUMN w INT;
          INSERT INTO app.t VALUES (4, 40, 4);
+         USE m1_only; INSERT INTO app.t VALUES (5, 50, 5);
          USE other; CREATE TABLE not_relayed (id INT PRIMARY KEY)",
     );
     sb.sql(
@@ -134,7 +135,7 @@ schema = "a?p"
             2,
             "SELECT id, v, w FROM app_copy.t WHERE id < 100 ORDER BY id"
         ),
-        "1\t1100\tNULL\n2\t2000\tNULL\n3\t30\tNULL\n4\t40\t4"
+        "1\t1100\tNULL\n2\t2000\tNULL\n3\t30\tNULL\n4\t40\t4\n5\t50\t5"
     );
     assert_eq!(
         rows(&sb, 2, "SELECT COUNT(*) FROM app_copy.secret_keys"),
@@ -224,6 +225,9 @@ fn seed_gravity_configs_relay_stock_user_both_ways() {
          INSERT INTO other.t VALUES (1);
          USE stock_user; CREATE TABLE added_on_m1 (id INT PRIMARY KEY)",
     );
+    // m2's UPDATE scans the table: run it once m1's rows are in, so that it
+    // cannot deadlock with the relay inserting them (a real conflict, not ours).
+    wait_converged(&sb, &[1, 2], CONVERGE);
     sb.sql(
         2,
         "INSERT INTO stock_user.stock VALUES (2, 20);

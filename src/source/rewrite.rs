@@ -156,17 +156,19 @@ impl Router {
                         .read_event()
                         .map_err(|e| malformed("Table_map", e.to_string()))?;
                     let (schema, table) = (map.database_name(), map.table_name());
-                    self.flush(&mut out);
                     match routes.table(&schema, &table) {
+                        // Nothing is sent: a held Rows event stays held.
                         None => {
                             self.dropped.insert(map.table_id());
                         }
                         Some(d) if d.schema == schema && d.table == table => {
                             self.dropped.remove(&map.table_id());
+                            self.flush(&mut out);
                             out.push(Step::Rows(bytes));
                         }
                         Some(d) => {
                             self.dropped.remove(&map.table_id());
+                            self.flush(&mut out);
                             let renamed = rename_table_map(&bytes, crc, &d.schema, &d.table)?;
                             out.push(Step::Rows(renamed));
                         }
@@ -197,6 +199,16 @@ impl Router {
                     out.push(Step::Commit);
                 }
             },
+            // BEGIN carries the source session's default database, which the
+            // target may lack once schemas are filtered or renamed; row events
+            // name their tables themselves, so BEGIN needs none.
+            Step::Query(stmt) if stmt.sql.eq_ignore_ascii_case(b"BEGIN") => {
+                self.flush(&mut out);
+                out.push(Step::Query(Statement {
+                    schema: String::new(),
+                    ..stmt
+                }));
+            }
             other => {
                 self.flush(&mut out);
                 out.push(other);
@@ -298,13 +310,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn statement_end_flag_is_set_and_resealed() {
+    /// A WRITE_ROWS v2 event of one INT row for table `id`, with CRC32.
+    fn write_rows(id: u8, flags: u8) -> Vec<u8> {
         let mut e = vec![0u8; HEADER_LEN];
         e[4] = EventType::WRITE_ROWS_EVENT as u8;
-        e.extend_from_slice(&[42, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 1, 0xff, 0, 7, 0, 0, 0]);
+        e.extend_from_slice(&[id, 0, 0, 0, 0, 0, flags, 0, 2, 0, 1, 1, 0xff, 0, 7, 0, 0, 0]);
         e.extend_from_slice(&[0; 4]);
         reseal(&mut e, true).unwrap();
+        e
+    }
+
+    #[test]
+    fn statement_end_flag_is_set_and_resealed() {
+        let mut e = write_rows(42, 0);
         mark_statement_end(&mut e, true).unwrap();
         let event = parse(&e, true);
         assert_eq!(rows_table_and_flags(&event).unwrap(), (42, STMT_END_F));
@@ -313,5 +331,72 @@ mod tests {
             event.calc_checksum(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32),
             stored
         );
+    }
+
+    #[test]
+    fn router_drops_filtered_tables_and_moves_the_statement_end() {
+        use crate::filter::{Glob, Route};
+        use crate::source::assemble::TxnHeader;
+        let routes = Routes {
+            rules: vec![Route {
+                schema: Glob::new("app"),
+                table: Glob::new("*"),
+                exclude: false,
+                target_schema: Some("app_copy".into()),
+                target_table: None,
+            }],
+            ddl: true,
+        };
+        let header = TxnHeader {
+            gtid: "11111111-1111-1111-1111-111111111111:5".parse().unwrap(),
+            last_committed: 0,
+            sequence_number: 1,
+            original_commit_us: 0,
+            immediate_commit_us: 0,
+            original_server_version: 0,
+            immediate_server_version: 0,
+        };
+        let fde = fde(true);
+        let mut t1 = table_map("app", "t", true);
+        t1[HEADER_LEN] = 1;
+        reseal(&mut t1, true).unwrap();
+        let mut t2 = table_map("other", "t", true);
+        t2[HEADER_LEN] = 2;
+        reseal(&mut t2, true).unwrap();
+        let events = [t1.clone(), write_rows(1, 0), t2, write_rows(2, 1)];
+        let mut router = Router::default();
+        let mut out = router
+            .route(
+                &routes,
+                &Event::read(&fde, &t1[..]).unwrap(),
+                Step::Begin(header),
+            )
+            .unwrap();
+        for bytes in events {
+            let event = Event::read(&fde, &bytes[..]).unwrap();
+            out.extend(router.route(&routes, &event, Step::Rows(bytes)).unwrap());
+        }
+        out.extend(
+            router
+                .route(&routes, &Event::read(&fde, &t1[..]).unwrap(), Step::Commit)
+                .unwrap(),
+        );
+        let [
+            Step::Begin(_),
+            Step::Rows(map),
+            Step::Rows(rows),
+            Step::Commit,
+        ] = &out[..]
+        else {
+            panic!("unexpected steps: {out:?}");
+        };
+        let map = Event::read(&fde, &map[..]).unwrap();
+        let map: TableMapEvent<'_> = map.read_event().unwrap();
+        assert_eq!(
+            (map.database_name().as_ref(), map.table_id()),
+            ("app_copy", 1)
+        );
+        let rows = Event::read(&fde, &rows[..]).unwrap();
+        assert_eq!(rows_table_and_flags(&rows).unwrap(), (1, STMT_END_F));
     }
 }
