@@ -316,6 +316,21 @@ pub fn import(paths: &[PathBuf], hosts: &HostMap) -> Result<Imported, GravityErr
         for route in &g.output.config.routes {
             let r = route.get_ref();
             let table = r.match_table.as_deref().unwrap_or("*");
+            for (target, key) in [
+                (&r.target_schema, "target-schema"),
+                (&r.target_table, "target-table"),
+            ] {
+                if let Some(t) = target
+                    && t != "*"
+                    && t.contains(['*', '?'])
+                {
+                    return Err(file.err(
+                        route.span(),
+                        &format!("output.config.routes.{key}"),
+                        format!("'{t}' is not supported: a target is `*` (same name) or one literal name"),
+                    ));
+                }
+            }
             channels.push_str(&format!(
                 "[[channels.routes]]\nschema = {}\ntable = {}\n",
                 quoted(&r.match_schema),
@@ -433,6 +448,27 @@ mod tests {
                 .to_string();
         assert!(
             e.contains(":38: worker-count: unknown field `worker-count`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn no_routes_relay_everything_and_ddl_defaults_off() {
+        let seed = std::fs::read_to_string(&examples()[0]).unwrap();
+        let without = seed
+            .split("# 路由规则的定义")
+            .next()
+            .unwrap()
+            .replace("enable-ddl = true\n", "");
+        let imported = import_text(&without).unwrap();
+        let c = Config::parse(Path::new("gravity.toml"), &imported.toml).unwrap();
+        assert!(c.channels[0].routes.rules.is_empty());
+        assert!(!c.channels[0].routes.ddl);
+        let e = import_text(&seed.replace("target-table = \"*\"", "target-table = \"t_*\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("output.config.routes.target-table: 't_*' is not supported"),
             "{e}"
         );
     }
