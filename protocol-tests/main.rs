@@ -11,6 +11,7 @@ mod metrics;
 mod preflight;
 mod relay;
 mod reliability;
+mod routing;
 mod sandbox;
 mod tls;
 mod verify;

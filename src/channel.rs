@@ -25,6 +25,7 @@ use crate::filter::{self, Verdict};
 use crate::gtid::{GtidSet, Uuid};
 use crate::identity;
 use crate::source::assemble::{Assembler, Step, TxnHeader};
+use crate::source::rewrite::Router;
 use crate::source::{self, Registration, SourceError};
 use crate::status::{
     ChannelMetrics, ChannelStatus, ControlError, ErrorThread, IoRunning, LastError, MetricsState,
@@ -403,6 +404,8 @@ impl Channel {
         }
         info!(source_uuid = %identity.uuid, from = %position, "streaming from {}", self.source.name);
         let mut assembler = Assembler::default();
+        let mut router = Router::default();
+        let routes = &self.config.routes;
         let mut skipping = false;
         let result = loop {
             let event = tokio::select! {
@@ -455,8 +458,28 @@ impl Channel {
             if skipping && !matches!(step, Step::FormatDescription(_)) {
                 continue;
             }
+            let steps = if routes.is_identity() {
+                vec![step]
+            } else {
+                match router.route(routes, &event, step) {
+                    Ok(steps) => steps,
+                    Err(e) => {
+                        break Err(SourceError::Stream {
+                            code: 0,
+                            message: format!("source {}: {e}", self.source.name),
+                        });
+                    }
+                }
+            };
             // Blocks while the queue is full; a gone applier ends the session anyway.
-            if tx.send(step).await.is_err() {
+            let mut gone = false;
+            for step in steps {
+                if tx.send(step).await.is_err() {
+                    gone = true;
+                    break;
+                }
+            }
+            if gone {
                 break Ok(());
             }
         };
@@ -759,7 +782,7 @@ impl Relay {
             .channels
             .iter()
             .map(|c| {
-                info!(channel = %c.name(), conflict = c.config.conflict.as_str(), server_id = c.registration.server_id, "starting channel");
+                info!(channel = %c.name(), conflict = c.config.conflict.as_str(), server_id = c.registration.server_id, routes = c.config.routes.rules.len(), ddl = c.config.routes.ddl, "starting channel");
                 tokio::spawn(c.clone().supervise(stop_rx.clone()))
             })
             .collect();

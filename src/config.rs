@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use crate::admin::PasswordHash;
+use crate::filter::{Glob, Route, Routes};
 
 /// A configuration error, always pointing into the file.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +132,8 @@ pub struct ChannelConfig {
     pub source: usize,
     pub target: usize,
     pub conflict: ConflictMode,
+    /// Which tables and statements the channel relays, and under which names.
+    pub routes: Routes,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -217,6 +220,9 @@ struct RawConfig {
     masters: Spanned<Vec<Spanned<RawMaster>>>,
     #[serde(default)]
     channels: Option<Vec<Spanned<RawChannel>>>,
+    /// Default routes of every channel that lists none of its own.
+    #[serde(default)]
+    routes: Option<Vec<Spanned<RawRoute>>>,
     #[serde(default)]
     source: Option<RawSource>,
     #[serde(default)]
@@ -272,6 +278,19 @@ struct RawChannel {
     source: Spanned<String>,
     target: Spanned<String>,
     conflict: Option<ConflictMode>,
+    ddl: Option<bool>,
+    routes: Option<Vec<Spanned<RawRoute>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    schema: Spanned<String>,
+    table: Option<Spanned<String>>,
+    #[serde(default)]
+    exclude: bool,
+    target_schema: Option<Spanned<String>>,
+    target_table: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -288,6 +307,7 @@ struct RawSource {
 #[serde(deny_unknown_fields)]
 struct RawApply {
     conflict: Option<ConflictMode>,
+    ddl: Option<bool>,
     max_statement_bytes: Option<Spanned<usize>>,
     statement_timeout_secs: Option<f64>,
     workers: Option<Spanned<usize>>,
@@ -417,9 +437,13 @@ impl Config {
             .as_ref()
             .and_then(|a| a.conflict)
             .unwrap_or_default();
+        let default_routes = Routes {
+            rules: resolve_routes(src, "routes", raw.routes.unwrap_or_default())?,
+            ddl: raw.apply.as_ref().and_then(|a| a.ddl).unwrap_or(true),
+        };
         let channels = match raw.channels {
-            None => full_mesh(&masters, default_conflict),
-            Some(list) => resolve_channels(src, &masters, list, default_conflict)?,
+            None => full_mesh(&masters, default_conflict, &default_routes),
+            Some(list) => resolve_channels(src, &masters, list, default_conflict, &default_routes)?,
         };
 
         let source = resolve_source(raw.source);
@@ -614,7 +638,7 @@ fn resolve_master(
     })
 }
 
-fn full_mesh(masters: &[Master], conflict: ConflictMode) -> Vec<ChannelConfig> {
+fn full_mesh(masters: &[Master], conflict: ConflictMode, routes: &Routes) -> Vec<ChannelConfig> {
     let mut out = Vec::new();
     for (s, source) in masters.iter().enumerate() {
         for (t, target) in masters.iter().enumerate() {
@@ -624,6 +648,7 @@ fn full_mesh(masters: &[Master], conflict: ConflictMode) -> Vec<ChannelConfig> {
                     source: s,
                     target: t,
                     conflict,
+                    routes: routes.clone(),
                 });
             }
         }
@@ -636,6 +661,7 @@ fn resolve_channels(
     masters: &[Master],
     list: Vec<Spanned<RawChannel>>,
     default_conflict: ConflictMode,
+    default_routes: &Routes,
 ) -> Result<Vec<ChannelConfig>, ConfigError> {
     let find = |i: usize, field: &str, name: &Spanned<String>| {
         masters
@@ -680,11 +706,90 @@ fn resolve_channels(
                 format!("channel '{name}' is listed twice"),
             ));
         }
+        let routes = Routes {
+            rules: match c.routes {
+                Some(list) => resolve_routes(src, &format!("channels[{i}].routes"), list)?,
+                None => default_routes.rules.clone(),
+            },
+            ddl: c.ddl.unwrap_or(default_routes.ddl),
+        };
         out.push(ChannelConfig {
             name,
             source,
             target,
             conflict: c.conflict.unwrap_or(default_conflict),
+            routes,
+        });
+    }
+    Ok(out)
+}
+
+fn resolve_routes(
+    src: &Source<'_>,
+    prefix: &str,
+    list: Vec<Spanned<RawRoute>>,
+) -> Result<Vec<Route>, ConfigError> {
+    let name = |i: usize, field: &str, v: &Spanned<String>, glob_ok: bool| {
+        let text = v.get_ref();
+        let bad = text.is_empty()
+            || text.len() > 64
+            || text.contains('`')
+            || (!glob_ok && text.contains(['*', '?']));
+        if bad {
+            let what = if glob_ok {
+                "a name or a pattern with * and ?"
+            } else {
+                "a name (no * or ?)"
+            };
+            Err(src.err(
+                v.span(),
+                format!("{prefix}[{i}].{field}"),
+                format!("'{text}' is not {what} of at most 64 characters"),
+            ))
+        } else {
+            Ok(text.clone())
+        }
+    };
+    let mut out = Vec::new();
+    for (i, r) in list.into_iter().enumerate() {
+        let span = r.span();
+        let r = r.into_inner();
+        let schema = Glob::new(name(i, "schema", &r.schema, true)?);
+        let table = match &r.table {
+            Some(t) => Glob::new(name(i, "table", t, true)?),
+            None => Glob::new("*"),
+        };
+        let target_schema = r
+            .target_schema
+            .as_ref()
+            .map(|t| name(i, "target_schema", t, false))
+            .transpose()?;
+        let target_table = r
+            .target_table
+            .as_ref()
+            .map(|t| name(i, "target_table", t, false))
+            .transpose()?;
+        if r.exclude && (target_schema.is_some() || target_table.is_some()) {
+            return Err(src.err(
+                span,
+                format!("{prefix}[{i}].exclude"),
+                "an exclude rule cannot rename",
+            ));
+        }
+        // Renaming many tables to one would merge them.
+        if target_table.is_some() && !table.is_literal() {
+            return Err(src.err(
+                span,
+                format!("{prefix}[{i}].target_table"),
+                "renaming a table needs a literal `table`, not a pattern",
+            ));
+        }
+        out.push(Route {
+            schema,
+            table,
+            exclude: r.exclude,
+            target_schema,
+            target_table,
         });
     }
     Ok(out)
@@ -936,6 +1041,42 @@ password = "pw2"
             .collect::<Vec<_>>()
             .join("\n[[masters]]");
         assert!(error(&one).contains("at least two [[masters]]"));
+    }
+
+    #[test]
+    fn routes_default_and_per_channel() {
+        let text = format!(
+            "[apply]\nddl = false\n\n[[routes]]\nschema = \"app\"\n\n[[routes]]\nschema = \"app\"\ntable = \"secret*\"\nexclude = true\n{TWO}\n\
+             [[channels]]\nsource = \"m1\"\ntarget = \"m2\"\n\n\
+             [[channels]]\nsource = \"m2\"\ntarget = \"m1\"\nddl = true\n\
+             [[channels.routes]]\nschema = \"app\"\ntarget_schema = \"app_copy\"\n"
+        );
+        let c = parse(&text).unwrap();
+        let (a, b) = (&c.channels[0].routes, &c.channels[1].routes);
+        assert!(!a.ddl && b.ddl);
+        assert_eq!(a.rules.len(), 2);
+        assert_eq!(a.table("app", "secret_x"), None);
+        assert_eq!(b.rules.len(), 1);
+        assert_eq!(b.table("app", "t").unwrap().schema, "app_copy");
+        assert!(parse(TWO).unwrap().channels[0].routes.is_identity());
+    }
+
+    #[test]
+    fn bad_routes_are_named() {
+        let e = error(&format!(
+            "[[routes]]\nschema = \"app\"\ntable = \"t*\"\ntarget_table = \"x\"\n{TWO}"
+        ));
+        assert!(
+            e.starts_with("/etc/relay.toml:1: routes[0].target_table: renaming a table needs"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "[[routes]]\nschema = \"app\"\ntarget_schema = \"a*\"\n{TWO}"
+        ));
+        assert!(
+            e.starts_with("/etc/relay.toml:3: routes[0].target_schema: 'a*' is not a name"),
+            "{e}"
+        );
     }
 
     #[test]

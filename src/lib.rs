@@ -7,6 +7,7 @@ pub mod channel;
 pub mod config;
 pub mod conn;
 pub mod filter;
+pub mod gravity;
 pub mod gtid;
 pub mod gtid_mode;
 pub mod identity;

@@ -1,6 +1,6 @@
 //! The `gtid-relay` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use gtid_relay::admin;
 use gtid_relay::channel::Relay;
 use gtid_relay::config::{AdminConfig, Config, LogFormat};
+use gtid_relay::gravity;
 use gtid_relay::identity;
 use gtid_relay::metrics;
 use gtid_relay::status::Replicas;
@@ -35,8 +36,22 @@ enum Command {
     /// Relay every configured channel until SIGINT/SIGTERM.
     Run {
         /// The TOML configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, required_unless_present = "gravity_config")]
+        config: Option<PathBuf>,
+        /// A Gravity MySQL-to-MySQL configuration file, once per direction,
+        /// instead of --config (docs/routing.md).
+        #[arg(long, conflicts_with = "config")]
+        gravity_config: Vec<PathBuf>,
+        #[command(flatten)]
+        hosts: HostMapArg,
+    },
+    /// Print the native configuration equivalent to Gravity configuration files.
+    ImportGravity {
+        /// Gravity configuration files, one per direction.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        hosts: HostMapArg,
     },
     /// Print the hash of a password (read from standard input) for [[admin.users]].
     HashPassword,
@@ -92,6 +107,45 @@ enum Command {
         #[arg(long, default_value = "30")]
         wait_timeout: f64,
     },
+}
+
+#[derive(clap::Args)]
+struct HostMapArg {
+    /// Connect elsewhere than a Gravity file says: HOST:PORT=HOST:PORT
+    /// (repeatable, or comma-separated in the environment variable).
+    #[arg(
+        long = "gravity-host-map",
+        env = "GTID_RELAY_GRAVITY_HOST_MAP",
+        value_delimiter = ','
+    )]
+    entries: Vec<String>,
+}
+
+/// The configuration of `run`: a native file, or Gravity files translated.
+fn load_config(
+    config: Option<PathBuf>,
+    gravity: &[PathBuf],
+    hosts: &HostMapArg,
+) -> anyhow::Result<(Config, Vec<String>)> {
+    match config {
+        Some(path) => Ok((Config::load(&path)?, Vec::new())),
+        None => {
+            let imported = gravity::import(gravity, &gravity::HostMap::parse(&hosts.entries)?)?;
+            let config = Config::parse(Path::new("<imported from Gravity>"), &imported.toml)?;
+            Ok((config, imported.warnings))
+        }
+    }
+}
+
+fn import_gravity(files: &[PathBuf], hosts: &HostMapArg) -> anyhow::Result<()> {
+    let imported = gravity::import(files, &gravity::HostMap::parse(&hosts.entries)?)?;
+    // Check that the output loads before printing it.
+    Config::parse(Path::new("<imported from Gravity>"), &imported.toml)?;
+    for w in &imported.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", imported.toml);
+    Ok(())
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -167,9 +221,11 @@ fn admin_settings(config: &Config, admin: &AdminConfig) -> admin::Settings {
     settings
 }
 
-async fn run(config: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&config)?;
+async fn run(config: Config, warnings: Vec<String>) -> anyhow::Result<()> {
     init_logging(config.relay.log_format);
+    for w in warnings {
+        tracing::warn!("gravity {w}");
+    }
     let relay = Arc::new(Relay::new(&config));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -303,9 +359,19 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<ExitCode> = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => run(config)
-                .await
-                .context("gtid-relay run")
+            Command::Run {
+                config,
+                gravity_config,
+                hosts,
+            } => async {
+                let (config, warnings) = load_config(config, &gravity_config, &hosts)?;
+                run(config, warnings).await
+            }
+            .await
+            .context("gtid-relay run")
+            .map(|()| ExitCode::SUCCESS),
+            Command::ImportGravity { files, hosts } => import_gravity(&files, &hosts)
+                .context("gtid-relay import-gravity")
                 .map(|()| ExitCode::SUCCESS),
             Command::Check { config, format } => check(config, format)
                 .await
