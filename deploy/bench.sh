@@ -2,7 +2,9 @@
 # gtid-relay against native MySQL replication, side by side on fresh sandbox
 # servers in one run (docs/benchmarks.md explains each figure).
 #
-#   deploy/bench.sh [catchup] [steady] [--seconds N] [--rates "100 300"]
+#   deploy/bench.sh [catchup] [steady] [--seconds N] [--rates "100 300"] [--relay-apply TOML]
+#
+# --relay-apply adds settings to the relay's [apply] table, e.g. "workers = 16".
 #
 # catchup: a sysbench oltp_write_only backlog (4 tables x 10k rows, 4 threads,
 #          20 s) on S while nothing replicates, then the time each applier takes
@@ -19,12 +21,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 phases=()
 seconds=60
 rates="100 300"
+relay_apply=""
 while (($#)); do
     case $1 in
         catchup | steady) phases+=("$1") ;;
         --seconds) seconds=$2; shift ;;
         --rates) rates=$2; shift ;;
-        *) echo "usage: deploy/bench.sh [catchup] [steady] [--seconds N] [--rates \"100 300\"]" >&2; exit 2 ;;
+        --relay-apply) relay_apply=$2; shift ;;
+        *) echo "usage: deploy/bench.sh [catchup] [steady] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -76,6 +80,7 @@ relay_config() { # relay_config FILE "SRC TGT" [...] -- extra toml
     {
         echo "[relay]"
         echo "report_host = \"127.0.0.1\""
+        printf '\n[apply]\n%s\n' "$relay_apply"
         for n in 1 2; do
             printf '\n[[masters]]\nname = "m%s"\nhost = "127.0.0.1"\nport = %s\nuser = "relay"\npassword = "%s"\n' "$n" "$(port "$n")" "$PW"
         done

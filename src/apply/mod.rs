@@ -286,6 +286,18 @@ impl Applier {
 
     async fn statement(&mut self, stmt: &Statement) -> Result<(), ApplyError> {
         let settings = self.session.prepare(stmt);
+        // The common case, a DML transaction's BEGIN: session settings, GTID_NEXT
+        // and BEGIN in one round trip. BEGIN needs no default database, and
+        // nothing in the batch can fail in a way that releases the GTID.
+        if self.gtid_next_pending
+            && !self.check_ownership
+            && stmt.sql.eq_ignore_ascii_case(b"BEGIN")
+            && let Some(header) = &self.current
+        {
+            let sql = format!("{settings}{}; BEGIN", begin_sql(header));
+            self.gtid_next_pending = false;
+            return self.exec(sql, "SET GTID_NEXT and BEGIN").await;
+        }
         self.exec(settings, "setting the source session's variables")
             .await?;
         if !stmt.schema.is_empty() && self.session.schema() != Some(stmt.schema.as_str()) {
