@@ -194,12 +194,13 @@ fn json_log_lines_name_the_channel() {
 
 /// Which part of the guide's configuration reference documents each `Raw*`
 /// struct of src/config.rs (the section's heading as written in the guide).
-const SECTIONS: [(&str, &str); 10] = [
+const SECTIONS: [(&str, &str); 11] = [
     ("RawConfig", "top"),
     ("RawRelay", "`[relay]`"),
     ("RawMaster", "`[[masters]]`"),
     ("RawTls", "`[[masters]]`"),
     ("RawChannel", "`[[channels]]`"),
+    ("RawRoute", "`[[routes]]`"),
     ("RawSource", "`[source]`"),
     ("RawApply", "`[apply]`"),
     ("RawAdmin", "`[admin]`"),
