@@ -5,8 +5,10 @@
 //! (pt-table-checksum's nibbling); each chunk's row count and 64-bit XOR of row
 //! hashes is computed over the same key range on every master at once. A chunk
 //! that differs may only be in flight, so it is re-checked after every master
-//! has executed the union of all masters' `gtid_executed`; the rows that differ
-//! in every one of several such rounds are divergence, everything else was lag.
+//! has executed the union of all masters' `gtid_executed`, row by row: a row
+//! that matches in any round was in flight; one that differs while its contents
+//! stay the same over several settled rounds is divergence; one that keeps
+//! changing and never matches before the wait timeout is inconclusive.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
@@ -23,8 +25,11 @@ use crate::gtid::{GtidError, GtidSet};
 
 /// Schemas that belong to the server, never to the application.
 const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "sys", "performance_schema", "information_schema"];
-/// Re-check rounds for a differing chunk; a row is divergent only if it differs in all.
+/// Re-check rounds for a differing chunk of a table without a key.
 const RECHECK_ROUNDS: usize = 5;
+/// Consecutive settled rounds in which a differing row must keep the same
+/// contents on every master before it counts as diverged rather than in flight.
+const STABLE_ROUNDS: usize = 3;
 /// Suspect rows compared one by one at a matching point per round.
 const MAX_ROW_PROBES: usize = 100;
 /// Pause between re-check rounds so a hot row is sampled at different moments.
@@ -843,21 +848,29 @@ impl Verifier {
     /// keyed tables narrow down to the rows that differ in every round.
     async fn recheck(&mut self, table: &Table, chunk: &Chunk) -> Result<Recheck, VerifyError> {
         let deadline = Instant::now() + self.options.wait_timeout;
+        // Keys still differing, with the hashes of the last round, and for how
+        // many consecutive rounds those hashes stayed the same.
         let mut suspects: Option<RowDiffs> = None;
+        let mut stable: BTreeMap<Vec<String>, usize> = BTreeMap::new();
         let mut sums = Vec::new();
-        for round in 0..RECHECK_ROUNDS {
+        for round in 0.. {
             if round > 0 {
                 tokio::time::sleep(RECHECK_PAUSE).await;
             }
-            let Some((union, quiet)) = self.settle(deadline).await? else {
-                return Ok(Recheck::Inconclusive);
+            let settled = if Instant::now() < deadline {
+                self.settle(deadline).await?
+            } else {
+                None
+            };
+            let Some((union, quiet)) = settled else {
+                return Ok(Self::out_of_time(sums, suspects, &stable));
             };
             sums = self.sums(table, chunk).await?;
             if sums.iter().all(|s| *s == sums[0]) {
                 return Ok(Recheck::Consistent);
             }
             if table.key.is_none() {
-                if self.quiet_since(round, quiet, &union).await? {
+                if self.quiet_since(round, quiet, &union).await? || round + 1 >= RECHECK_ROUNDS {
                     break;
                 }
                 continue;
@@ -879,21 +892,34 @@ impl Verifier {
                         .then(|| (k.clone(), hashes))
                 })
                 .collect();
-            let narrowed = match suspects {
+            // A key that matched in any round was in flight, not diverged.
+            let mut narrowed: RowDiffs = match &suspects {
                 None => differ,
                 Some(s) => differ
                     .into_iter()
                     .filter(|(k, _)| s.contains_key(k))
                     .collect(),
             };
-            let mut narrowed = narrowed;
             self.drop_rows_in_flight(table, &mut narrowed, deadline)
                 .await?;
             if narrowed.is_empty() {
                 return Ok(Recheck::Consistent);
             }
+            for (key, hashes) in &narrowed {
+                let unchanged = suspects.as_ref().and_then(|s| s.get(key)) == Some(hashes);
+                let count = stable.entry(key.clone()).or_insert(0);
+                *count = if unchanged { *count + 1 } else { 0 };
+            }
             suspects = Some(narrowed);
-            if self.quiet_since(round, quiet, &union).await? {
+            // Proven: nothing committed anywhere meanwhile, or every differing row
+            // kept the same contents over several settled rounds (nobody writes
+            // it, so it is not in flight). A row that keeps changing is re-checked
+            // until it matches or time runs out.
+            let all_stable = suspects
+                .iter()
+                .flat_map(|s| s.keys())
+                .all(|k| stable.get(k).is_some_and(|&n| n >= STABLE_ROUNDS));
+            if all_stable || self.quiet_since(round, quiet, &union).await? {
                 break;
             }
         }
@@ -901,6 +927,25 @@ impl Verifier {
             sums,
             rows: suspects.unwrap_or_default(),
         })
+    }
+
+    /// Time ran out: rows that stayed different while unchanged are proven;
+    /// rows still changing say nothing either way.
+    fn out_of_time(
+        sums: Vec<Sum>,
+        suspects: Option<RowDiffs>,
+        stable: &BTreeMap<Vec<String>, usize>,
+    ) -> Recheck {
+        let proven: RowDiffs = suspects
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| stable.get(k).is_some_and(|&n| n >= STABLE_ROUNDS))
+            .collect();
+        if proven.is_empty() || sums.is_empty() {
+            Recheck::Inconclusive
+        } else {
+            Recheck::Different { sums, rows: proven }
+        }
     }
 
     /// Compare each suspect row at a matching point: read it on one master with
