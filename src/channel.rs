@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::apply::claims::Claims;
 use crate::apply::scheduler::{Progress, Scheduler};
 use crate::apply::{Applier, ApplyError, Completed, TargetIdentity};
 use crate::config::{ApplySettings, ChannelConfig, Config, Master, SourceSettings, SslMode};
@@ -135,8 +136,8 @@ pub struct Channel {
     /// T's executed set as known to every channel into T (a mesh delivers some
     /// transactions by two paths; the first to commit wins, the rest skip).
     target_executed: Arc<Mutex<GtidSet>>,
-    /// Other channels deliver to the same target.
-    shares_target: bool,
+    /// Set when other channels deliver to the same target: they take turns on a GTID.
+    claims: Option<Arc<Claims>>,
     state: Mutex<State>,
     desired: watch::Sender<Desired>,
 }
@@ -518,7 +519,7 @@ impl Channel {
                 &self.target,
                 self.config.conflict,
                 &self.apply_settings,
-                self.shares_target,
+                self.claims.clone(),
                 self.source_settings.connect_timeout,
             )
         };
@@ -710,10 +711,17 @@ impl Progress for Channel {
         st.sql_state = "Waiting for dependent transaction to commit";
     }
 
-    fn finished(&self, index: u64, done: &Completed) {
-        self.executed().insert(&done.header.gtid);
+    fn finished(&self, index: u64, done: Option<&Completed>) {
         let mut st = self.state();
-        if let Some((_, began)) = st.applying.remove(&index) {
+        let began = st.applying.remove(&index).map(|(_, began)| began);
+        if st.applying.is_empty() {
+            st.sql_state = IDLE_SQL_STATE;
+        }
+        let Some(done) = done else {
+            warn!(channel = %self.name(), index, "a transaction ended without completing");
+            return;
+        };
+        if let Some(began) = began {
             st.metrics.finished(began, !done.skipped);
         }
         if done.skipped {
@@ -721,13 +729,12 @@ impl Progress for Channel {
         } else {
             st.transactions_applied += 1;
         }
-        if st.applying.is_empty() {
-            st.sql_state = IDLE_SQL_STATE;
-        }
         st.last_applied_original_commit_us = Some(done.header.original_commit_us);
         st.last_applied_gtid = Some(done.header.gtid.to_string());
         st.last_applied_at = Some(SystemTime::now());
         st.last_sql_error = None;
+        drop(st);
+        self.executed().insert(&done.header.gtid);
     }
 }
 
@@ -738,6 +745,11 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(config: &Config) -> Relay {
+        let claims_by_target: Vec<Arc<Claims>> = config
+            .masters
+            .iter()
+            .map(|_| Arc::new(Claims::default()))
+            .collect();
         let executed_by_target: Vec<Arc<Mutex<GtidSet>>> = config
             .masters
             .iter()
@@ -760,12 +772,13 @@ impl Relay {
                     source_settings: config.source.clone(),
                     apply_settings: config.apply.clone(),
                     target_executed: executed_by_target[c.target].clone(),
-                    shares_target: config
+                    claims: (config
                         .channels
                         .iter()
                         .filter(|o| o.target == c.target)
                         .count()
-                        > 1,
+                        > 1)
+                    .then(|| claims_by_target[c.target].clone()),
                     state: Mutex::new(State::default()),
                     desired,
                 })

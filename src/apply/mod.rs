@@ -6,9 +6,11 @@
 //! text with the source session's settings. `sql_log_bin` stays on, so the
 //! target binlogs every relayed transaction under its original GTID.
 
+pub mod claims;
 pub mod scheduler;
 mod session;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -21,6 +23,7 @@ use crate::conn::{self, ConnError, quote_ident, quote_str};
 use crate::gtid::{GtidSet, Uuid};
 use crate::source::assemble::{Statement, Step, TxnHeader};
 
+use claims::{Claim, Claims};
 use session::SessionState;
 
 const ER_BAD_DB_ERROR: u32 = 1049;
@@ -98,8 +101,10 @@ pub struct Applier {
     current: Option<TxnHeader>,
     /// `SET GTID_NEXT` for `current` is still to be sent.
     gtid_next_pending: bool,
-    /// Whether other channels deliver to the same target (then a GTID may arrive twice).
-    check_ownership: bool,
+    /// Set when other channels deliver to the same target (then a GTID may arrive twice).
+    claims: Option<Arc<Claims>>,
+    /// This session's claim on the current GTID.
+    claim: Option<Claim>,
     /// The target already had the current GTID and skips the transaction.
     skipped_by_target: bool,
     session: SessionState,
@@ -110,7 +115,7 @@ impl Applier {
         target: &Master,
         conflict: ConflictMode,
         settings: &ApplySettings,
-        check_ownership: bool,
+        claims: Option<Arc<Claims>>,
         timeout: Duration,
     ) -> Result<(Applier, TargetIdentity), ApplyError> {
         let mut c = conn::connect(target, timeout).await?;
@@ -164,7 +169,8 @@ impl Applier {
                 pending_rows: String::new(),
                 current: None,
                 gtid_next_pending: false,
-                check_ownership,
+                claims,
+                claim: None,
                 skipped_by_target: false,
                 session: SessionState::default(),
             },
@@ -177,6 +183,7 @@ impl Applier {
     }
 
     fn complete(&mut self) -> Option<Completed> {
+        self.claim = None;
         let skipped = std::mem::take(&mut self.skipped_by_target);
         self.current
             .take()
@@ -266,6 +273,8 @@ impl Applier {
                 .query_drop("ROLLBACK; SET @@SESSION.GTID_NEXT = 'AUTOMATIC'")
                 .await;
         }
+        // Only now may another channel take the GTID: the server released it.
+        self.claim = None;
     }
 
     pub async fn close(self) {
@@ -290,7 +299,7 @@ impl Applier {
         // and BEGIN in one round trip. BEGIN needs no default database, and
         // nothing in the batch can fail in a way that releases the GTID.
         if self.gtid_next_pending
-            && !self.check_ownership
+            && self.claims.is_none()
             && stmt.sql.eq_ignore_ascii_case(b"BEGIN")
             && let Some(header) = &self.current
         {
@@ -332,8 +341,12 @@ impl Applier {
             return Ok(());
         };
         let sql = begin_sql(header);
+        if let Some(claims) = &self.claims {
+            let gtid = header.gtid.clone();
+            self.claim = Some(claims.claim(&gtid).await);
+        }
         self.exec(sql, "SET GTID_NEXT").await?;
-        if self.check_ownership {
+        if self.claims.is_some() {
             let owned: Option<String> = self
                 .conn
                 .query_first("SELECT @@SESSION.gtid_owned")

@@ -27,7 +27,9 @@ const WORKER_QUEUE: usize = 64;
 /// What the scheduler tells the channel as transactions start and finish.
 pub trait Progress: Send + Sync + 'static {
     fn started(&self, index: u64, header: &TxnHeader);
-    fn finished(&self, index: u64, done: &Completed);
+    /// The transaction started as `index` ended; `done` says how, when the
+    /// applier could tell (None: it ended without completing a transaction).
+    fn finished(&self, index: u64, done: Option<&Completed>);
 }
 
 /// Commits in dispatch order when preserving commit order: transaction `i`
@@ -294,8 +296,7 @@ impl Scheduler {
         self.busy[done.worker] = false;
         self.in_flight.by_index.remove(&done.index);
         match done.result {
-            Ok(Some(completed)) => self.progress.finished(done.index, &completed),
-            Ok(None) => {}
+            Ok(completed) => self.progress.finished(done.index, completed.as_ref()),
             Err(e) => {
                 if self.failure.is_none() {
                     self.failure = Some(e);
