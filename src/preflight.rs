@@ -244,6 +244,30 @@ impl Report {
     }
 }
 
+/// Pass when no other master has the same `check` value, else fail naming them.
+fn unique(
+    n: &str,
+    check: &'static str,
+    value: String,
+    shared_by: &[&str],
+    why: &str,
+    fix: &str,
+) -> Finding {
+    if shared_by.is_empty() {
+        pass(n, check, format!("{check}={value} is unique"))
+    } else {
+        fail(
+            n,
+            check,
+            format!(
+                "{check}={value} is also used by {}{why}",
+                shared_by.join(", ")
+            ),
+            fix,
+        )
+    }
+}
+
 fn pass(scope: &str, check: &'static str, detail: impl Into<String>) -> Finding {
     Finding {
         scope: scope.to_string(),
@@ -551,52 +575,29 @@ fn identity_checks(out: &mut Vec<Finding>, config: &Config, facts: &[Option<Fact
         .filter_map(|(j, f)| f.as_ref().map(|f| (config.masters[j].name.as_str(), f)))
         .collect();
 
-    let same_id: Vec<&str> = others
-        .iter()
-        .filter(|(_, f)| f.server_id == me.server_id)
-        .map(|(name, _)| *name)
-        .collect();
-    if same_id.is_empty() {
-        out.push(pass(
-            n,
-            "server_id",
-            format!("server_id={} is unique", me.server_id),
-        ));
-    } else {
-        out.push(fail(
-            n,
-            "server_id",
-            format!(
-                "server_id={} is also used by {}",
-                me.server_id,
-                same_id.join(", ")
-            ),
-            "give every master its own server_id: SET PERSIST server_id = <unique number>",
-        ));
-    }
-    let same_uuid: Vec<&str> = others
-        .iter()
-        .filter(|(_, f)| f.uuid == me.uuid)
-        .map(|(name, _)| *name)
-        .collect();
-    if same_uuid.is_empty() {
-        out.push(pass(
-            n,
-            "server_uuid",
-            format!("server_uuid={} is unique", me.uuid),
-        ));
-    } else {
-        out.push(fail(
-            n,
-            "server_uuid",
-            format!(
-                "server_uuid={} is also used by {} (a cloned data directory?); the loop rule cannot tell them apart",
-                me.uuid,
-                same_uuid.join(", ")
-            ),
-            "stop mysqld, delete auto.cnf from its data directory, start it again (a new UUID is generated)",
-        ));
-    }
+    let sharing = |same: &dyn Fn(&Facts) -> bool| -> Vec<&str> {
+        others
+            .iter()
+            .filter(|(_, f)| same(f))
+            .map(|(name, _)| *name)
+            .collect()
+    };
+    out.push(unique(
+        n,
+        "server_id",
+        me.server_id.to_string(),
+        &sharing(&|f| f.server_id == me.server_id),
+        "",
+        "give every master its own server_id: SET PERSIST server_id = <unique number>",
+    ));
+    out.push(unique(
+        n,
+        "server_uuid",
+        me.uuid.to_string(),
+        &sharing(&|f| f.uuid == me.uuid),
+        " (a cloned data directory?); the loop rule cannot tell them apart",
+        "stop mysqld, delete auto.cnf from its data directory, start it again (a new UUID is generated)",
+    ));
 
     let masters = config.masters.len() as u64;
     let (Some(inc), Some(off)) = (
