@@ -458,17 +458,16 @@ impl Config {
                 return Err(src.err(w.span(), "apply.workers", "must be between 1 and 64"));
             }
             Some(w) => w.into_inner(),
-            // Round trips, not CPU, bound one apply session: many hide them.
-            None => 16,
+            None => 4,
         };
         let preserve_commit_order = raw
             .apply
             .as_ref()
             .and_then(|a| a.preserve_commit_order)
-            // Off by default: an external applier cannot use the server's commit
-            // order manager, so ordered commits cannot share a binlog group
-            // commit (measured: 2,179 vs 4,431 trx/s, docs/benchmarks.md).
-            .unwrap_or(false);
+            // On by default, like replica_preserve_commit_order. Off is faster
+            // (docs/benchmarks.md) but has shown a stuck transaction in the
+            // three-master test, not understood yet.
+            .unwrap_or(true);
         let apply = ApplySettings {
             statement_timeout,
             workers,
