@@ -1,12 +1,11 @@
 //! GTIDs being applied to one target, shared by every channel into it.
 //!
 //! In a mesh the same transaction reaches a target by several channels. MySQL
-//! would make the second session's `SET GTID_NEXT` wait until the first commits,
-//! but that wait has no timeout, and in the three-master test a session waiting
-//! there stayed blocked, with no error, long after the masters had converged.
-//! Channels of one relay therefore take turns here instead: the second waits in
-//! the relay, and once the first has committed or rolled back, the server
-//! reports the GTID executed (and skips it) or lets the second apply it.
+//! would make the second session's `SET GTID_NEXT` wait, with no timeout, until
+//! the first commits or rolls back. Channels of one relay take turns here
+//! instead, so that such a wait happens in the relay, where it is bounded by
+//! the relay's own sessions: once the first has committed or rolled back, the
+//! server reports the GTID executed (and skips it) or lets the second apply it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -178,10 +178,6 @@ impl Applier {
         ))
     }
 
-    pub fn in_transaction(&self) -> bool {
-        self.current.is_some()
-    }
-
     fn complete(&mut self) -> Option<Completed> {
         self.claim = None;
         let skipped = std::mem::take(&mut self.skipped_by_target);
