@@ -114,7 +114,8 @@ fn metrics_follow_a_workload_and_a_target_outage() {
     // Catching up, the applier works on transactions written while m2 was down.
     let mut max_lag = 0.0_f64;
     let mut max_queue = 0.0_f64;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Catch-up time depends on the machine; 120 s like the suite's other convergence waits.
+    let deadline = Instant::now() + Duration::from_secs(120);
     let caught_up = loop {
         let text = scrape(port).expect("scrape");
         if let Some(lag) = sample(&text, "gtid_relay_lag_seconds", &[("channel", "m1->m2")]) {
