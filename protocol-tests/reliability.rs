@@ -281,3 +281,109 @@ fn a_diverged_target_is_refused() {
     );
     relay.stop();
 }
+
+/// The relay's peak resident set so far (VmHWM), in MiB.
+fn peak_rss_mib(relay: &Process) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", relay.pid()))
+        .expect("read the relay's /proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status");
+    kib / 1024
+}
+
+/// One relay process for one large transaction: its peak RSS once the masters
+/// have converged on it.
+fn relay_peak_for(sb: &Sandbox, config: &str, dir: &TempDir, name: &str, on: u8, sql: &str) -> u64 {
+    let relay = Process::spawn(&["run", "--config", config], &dir.0.join(name));
+    wait_converged(sb, &[1, 2], Duration::from_secs(60));
+    let started = Instant::now();
+    sb.sql(on, sql);
+    wait_converged(sb, &[1, 2], Duration::from_secs(900));
+    let peak = peak_rss_mib(&relay);
+    eprintln!(
+        "memory: {name}: relayed in {:.1} s, relay peak RSS {peak} MiB",
+        started.elapsed().as_secs_f64()
+    );
+    relay.signal("TERM");
+    peak
+}
+
+/// Scenario 6: a 1 GB transaction of two million rows in one statement goes
+/// through with the relay's peak RSS within 64 MiB, and a 256 MiB single-row
+/// BLOB within 64 MiB plus a small multiple of that one event.
+#[test]
+fn huge_transactions_are_relayed_in_bounded_memory() {
+    const BUDGET_MIB: u64 = 64;
+    const BLOB_MIB: u64 = 256;
+    let sb = Sandbox::start(2, &["--max_allowed_packet=1G"]);
+    let dir = TempDir::new("memory");
+    let text = config_text(&sb, &[1, 2], "");
+    let config = write_config(&dir.0, &text);
+    let config = config.to_str().expect("utf8 path");
+    sb.sql(
+        1,
+        "CREATE DATABASE big;
+         CREATE TABLE big.ledger (id INT PRIMARY KEY, pad VARCHAR(500) NOT NULL);
+         CREATE TABLE big.blobs (id INT PRIMARY KEY, body LONGBLOB NOT NULL)",
+    );
+    let rows = 2_000_000;
+    let ledger = relay_peak_for(
+        &sb,
+        config,
+        &dir,
+        "ledger",
+        1,
+        &format!(
+            "SET SESSION cte_max_recursion_depth = {rows};
+             INSERT INTO big.ledger (id, pad)
+               WITH RECURSIVE seq (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {rows})
+               SELECT n, RPAD(SHA2(n, 256), 500, 'x') FROM seq"
+        ),
+    );
+    let blob = relay_peak_for(
+        &sb,
+        config,
+        &dir,
+        "blob",
+        2,
+        &format!(
+            "INSERT INTO big.blobs VALUES (1, RPAD(SHA2('blob', 256), {}, '*'))",
+            BLOB_MIB << 20
+        ),
+    );
+    let table_bytes: u64 = sb
+        .value(
+            2,
+            "SELECT SUM(DATA_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'big'",
+        )
+        .parse()
+        .unwrap_or(0);
+    eprintln!(
+        "memory: ledger {rows} rows ({} MiB of table data on the target): peak {ledger} MiB; \
+         {BLOB_MIB} MiB BLOB: peak {blob} MiB",
+        table_bytes >> 20
+    );
+    for m in [1, 2] {
+        assert_eq!(
+            sb.value(m, "SELECT COUNT(*) FROM big.ledger"),
+            rows.to_string(),
+            "ledger rows on m{m}"
+        );
+    }
+    assert_eq!(checksums(&sb, 1, "big"), checksums(&sb, 2, "big"));
+    assert!(
+        ledger <= BUDGET_MIB,
+        "1 GB transaction: peak RSS {ledger} MiB > {BUDGET_MIB} MiB"
+    );
+    // Known gap (docs/operator-guide.md, "Memory"): one huge row event is held
+    // about four times, as the event, its base64 BINLOG text, and the two copies
+    // mysql_async makes of a query it sends (command buffer, then frame buffer).
+    // What must hold is that nothing else grows with it.
+    assert!(
+        blob <= BUDGET_MIB + BLOB_MIB * 9 / 2,
+        "{BLOB_MIB} MiB BLOB: peak RSS {blob} MiB > {BUDGET_MIB} MiB + 4.5 x {BLOB_MIB} MiB"
+    );
+}

@@ -345,8 +345,29 @@ async fn verify(
     Ok(report.verdict.exit_code())
 }
 
+/// A long statement's BINLOG text or a large row event is a buffer of several
+/// MiB that must go back to the system once sent, or the relay's footprint
+/// grows with every large transaction it has ever seen. Two caches would keep
+/// them: glibc raises its mmap threshold to the largest block freed so far (up
+/// to 32 MiB) and then keeps such blocks in its per-thread arenas; and
+/// mysql_async's packet buffer pool keeps up to 128 buffers of up to 4 MiB.
+/// Runs before any thread exists: both settings are read once, at first use.
+fn return_large_buffers_to_the_system() {
+    const LARGE: usize = 256 << 10;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; no other thread runs yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE as libc::c_int);
+    }
+    if std::env::var_os("MYSQL_ASYNC_BUFFER_SIZE_CAP").is_none() {
+        // SAFETY: single-threaded here (the runtime is built afterwards).
+        unsafe { std::env::set_var("MYSQL_ASYNC_BUFFER_SIZE_CAP", LARGE.to_string()) };
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    return_large_buffers_to_the_system();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

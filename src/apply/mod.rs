@@ -21,7 +21,8 @@ use mysql_async::prelude::Queryable;
 use crate::config::{ApplySettings, ConflictMode, Master};
 use crate::conn::{self, ConnError, quote_ident, quote_str};
 use crate::gtid::{GtidSet, Uuid};
-use crate::source::assemble::{Statement, Step, TxnHeader};
+use crate::source::assemble::{Fde, Statement, Step, TxnHeader};
+use crate::source::event_bytes::{self, LayoutError};
 
 use claims::{Claim, Claims};
 use session::SessionState;
@@ -95,9 +96,13 @@ pub struct Applier {
     max_statement_bytes: usize,
     statement_timeout: Option<Duration>,
     /// The FORMAT_DESCRIPTION event this session has loaded.
-    fde: Option<Vec<u8>>,
-    /// Base64 of row events not yet sent, inside the current transaction.
+    fde: Option<Fde>,
+    /// The `BINLOG '<base64>…` statement being built from the current
+    /// transaction's row events, empty when there are none to send.
     pending_rows: String,
+    /// The Table_map events of the source statement in progress, announced
+    /// again when the statement is cut across BINLOG statements.
+    statement_maps: Vec<Vec<u8>>,
     current: Option<TxnHeader>,
     /// `SET GTID_NEXT` for `current` is still to be sent.
     gtid_next_pending: bool,
@@ -167,6 +172,7 @@ impl Applier {
                 statement_timeout: settings.statement_timeout,
                 fde: None,
                 pending_rows: String::new(),
+                statement_maps: Vec::new(),
                 current: None,
                 gtid_next_pending: false,
                 claims,
@@ -191,7 +197,7 @@ impl Applier {
         match step {
             Step::FormatDescription(fde) => {
                 if self.fde.as_ref() != Some(&fde) {
-                    let sql = format!("BINLOG '{}'", BASE64.encode(&fde));
+                    let sql = format!("BINLOG '{}'", BASE64.encode(&fde.event));
                     self.exec(sql, "the source's FORMAT_DESCRIPTION event")
                         .await?;
                     self.fde = Some(fde);
@@ -210,19 +216,40 @@ impl Applier {
                 self.statement(&stmt).await?;
                 Ok(None)
             }
-            Step::Rows(event) => {
-                if !self.pending_rows.is_empty() {
-                    self.pending_rows.push('\n');
+            Step::Rows(mut event) => {
+                if event_bytes::is_table_map(&event) {
+                    self.statement_maps.push(event.clone());
+                    self.push_rows(&event);
+                    return Ok(None);
                 }
-                BASE64.encode_string(&event, &mut self.pending_rows);
+                let ends = event_bytes::ends_statement(&event);
                 // The target forgets its table maps at the end of each BINLOG
-                // statement: a Rows event whose Table_map came in an earlier BINLOG
-                // statement crashes MySQL 9.7 (SIGSEGV). So, as mysqlbinlog prints
-                // them, a source statement's Table_map and Rows events share one
-                // BINLOG statement, cut only after the Rows event that ends it; a
-                // single statement's events may exceed max_statement_bytes.
-                if self.pending_rows.len() >= self.max_statement_bytes && ends_statement(&event) {
+                // statement (a Rows event whose Table_map came in an earlier one
+                // crashes MySQL 9.7), so a source statement is sent whole, as
+                // mysqlbinlog does, unless it outgrows max_statement_bytes: then
+                // it is cut after this event, which is marked to end a statement,
+                // and the next BINLOG statement announces its tables again. For
+                // row events that is the same change, and memory stays bounded
+                // however many rows one statement touches.
+                let encoded = event.len().div_ceil(3) * 4 + 1;
+                let cut = !ends && self.pending_rows.len() + encoded >= self.max_statement_bytes;
+                if cut {
+                    event_bytes::mark_statement_end(&mut event, self.crc())
+                        .map_err(|e| self.malformed(e))?;
+                }
+                self.push_rows(&event);
+                drop(event);
+                if ends {
+                    self.statement_maps.clear();
+                }
+                if (ends || cut) && self.pending_rows.len() >= self.max_statement_bytes {
                     self.flush_rows().await?;
+                }
+                if cut {
+                    for map in std::mem::take(&mut self.statement_maps) {
+                        self.push_rows(&map);
+                        self.statement_maps.push(map);
+                    }
                 }
                 Ok(None)
             }
@@ -239,6 +266,7 @@ impl Applier {
                 // The source rolled back; commit an empty transaction so that the
                 // GTID is still executed on the target, as a native replica does.
                 self.pending_rows.clear();
+                self.statement_maps.clear();
                 let gtid = self.current_gtid();
                 let sql = format!(
                     "ROLLBACK; SET @@SESSION.GTID_NEXT = {}; BEGIN; COMMIT; SET @@SESSION.GTID_NEXT = 'AUTOMATIC'",
@@ -262,6 +290,7 @@ impl Applier {
     /// Abandon the transaction in progress (its events will be sent again).
     pub async fn rollback(&mut self) {
         self.pending_rows.clear();
+        self.statement_maps.clear();
         let gtid_was_set = !std::mem::take(&mut self.gtid_next_pending);
         if self.current.take().is_some() && gtid_was_set {
             let _ = self
@@ -277,16 +306,39 @@ impl Applier {
         let _ = self.conn.disconnect().await;
     }
 
+    fn push_rows(&mut self, event: &[u8]) {
+        if self.pending_rows.is_empty() {
+            self.pending_rows.push_str("BINLOG '");
+        } else {
+            self.pending_rows.push('\n');
+        }
+        BASE64.encode_string(event, &mut self.pending_rows);
+    }
+
     async fn flush_rows(&mut self) -> Result<(), ApplyError> {
         if self.pending_rows.is_empty() {
             return Ok(());
         }
-        let mut sql = String::with_capacity(self.pending_rows.len() + 10);
-        sql.push_str("BINLOG '");
-        sql.push_str(&self.pending_rows);
+        // Taken, not copied: a statement may be as large as the largest event.
+        let mut sql = std::mem::take(&mut self.pending_rows);
         sql.push('\'');
-        self.pending_rows.clear();
         self.exec(sql, "row events").await
+    }
+
+    /// Whether the source's events end with a CRC32 (as its FDE announced).
+    fn crc(&self) -> bool {
+        self.fde.as_ref().is_some_and(|f| f.crc)
+    }
+
+    fn malformed(&self, e: LayoutError) -> ApplyError {
+        ApplyError::Transaction {
+            target: self.target.clone(),
+            gtid: self.current_gtid(),
+            errno: 0,
+            message: e.to_string(),
+            what: "cutting a long statement's row events".into(),
+            transient: false,
+        }
     }
 
     async fn statement(&mut self, stmt: &Statement) -> Result<(), ApplyError> {
@@ -445,28 +497,6 @@ fn begin_sql(h: &TxnHeader) -> String {
     sql
 }
 
-/// Event type codes of the Rows events (binlog_event.h).
-const ROWS_EVENT_TYPES: [u8; 7] = [23, 24, 25, 30, 31, 32, 39];
-/// v4 header length; Rows events then start with a 6-byte table id and 2 bytes of flags.
-const EVENT_HEADER_LEN: usize = 19;
-const ROWS_FLAGS_OFFSET: usize = EVENT_HEADER_LEN + 6;
-/// Rows_event::STMT_END_F: the last Rows event of its statement.
-const STMT_END_F: u16 = 1;
-
-/// True for a serialised Rows event that ends its statement (flag STMT_END_F).
-fn ends_statement(event: &[u8]) -> bool {
-    let Some(&event_type) = event.get(4) else {
-        return false;
-    };
-    if !ROWS_EVENT_TYPES.contains(&event_type) {
-        return false;
-    }
-    match event.get(ROWS_FLAGS_OFFSET..ROWS_FLAGS_OFFSET + 2) {
-        Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]) & STMT_END_F != 0,
-        _ => false,
-    }
-}
-
 /// `CREATE|DROP DATABASE|SCHEMA ...`, after leading blanks and comments.
 fn names_its_database(sql: &[u8]) -> bool {
     let text = String::from_utf8_lossy(sql);
@@ -498,24 +528,7 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{ends_statement, names_its_database};
-
-    fn event(event_type: u8, flags: u16) -> Vec<u8> {
-        let mut e = vec![0u8; 40];
-        e[4] = event_type;
-        e[25..27].copy_from_slice(&flags.to_le_bytes());
-        e
-    }
-
-    #[test]
-    fn statements_end_at_rows_events_with_stmt_end() {
-        assert!(ends_statement(&event(30, 1)));
-        assert!(ends_statement(&event(39, 3)));
-        assert!(!ends_statement(&event(31, 2)));
-        // A Table_map never ends a statement, whatever its bytes there.
-        assert!(!ends_statement(&event(19, 1)));
-        assert!(!ends_statement(&[0, 0, 0, 0, 30]));
-    }
+    use super::names_its_database;
 
     #[test]
     fn database_statements_are_recognised() {

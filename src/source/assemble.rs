@@ -10,6 +10,7 @@ use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion};
 use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, StatusVarVal};
 
 use crate::gtid::{Gtid, Tag, Uuid};
+use crate::source::event_bytes::{CHECKSUM_LEN, HEADER_LEN, reseal};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AssembleError {
@@ -74,11 +75,19 @@ pub struct Statement {
     pub micros: Option<u32>,
 }
 
+/// A serialised FORMAT_DESCRIPTION event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fde {
+    pub event: Vec<u8>,
+    /// The events it describes end with a CRC32 trailer.
+    pub crc: bool,
+}
+
 /// One step of the relayed stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// A FORMAT_DESCRIPTION event (serialised); apply sessions load it first.
-    FormatDescription(Vec<u8>),
+    /// A FORMAT_DESCRIPTION event; apply sessions load it first.
+    FormatDescription(Fde),
     /// A transaction starts.
     Begin(TxnHeader),
     /// `BEGIN` or another statement inside a BEGIN…COMMIT transaction.
@@ -128,15 +137,11 @@ fn decode_err(event: &Event, e: impl std::fmt::Display) -> AssembleError {
     }
 }
 
-/// Offset and length of the event-size field in the v4 event header.
-const EVENT_LEN_OFFSET: usize = 9;
-const CHECKSUM_LEN: usize = 4;
-
 /// The event as a `BINLOG` statement needs it: in the layout the source's
 /// FORMAT_DESCRIPTION event announces, i.e. with a CRC32 trailer counted in the
 /// header's event size when the source uses checksums.
 pub fn serialize(event: &Event) -> Result<Vec<u8>, AssembleError> {
-    let mut out = Vec::with_capacity(event.data().len() + 23);
+    let mut out = Vec::with_capacity(event.data().len() + HEADER_LEN + CHECKSUM_LEN);
     event
         .write(BinlogVersion::Version4, &mut out)
         .map_err(|e| decode_err(event, e))?;
@@ -145,23 +150,19 @@ pub fn serialize(event: &Event) -> Result<Vec<u8>, AssembleError> {
     // so the server would read the next event 4 bytes early (error 1730,
     // "Unknown" event). Count the trailer in the size and recompute the CRC over
     // the corrected header, as mysqlbinlog does for these events.
-    let footer = event.footer();
-    let has_crc32 = matches!(
-        footer.get_checksum_alg(),
-        Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
-    );
-    if has_crc32 && !footer.get_checksum_enabled() {
-        let len =
-            u32::try_from(out.len()).map_err(|_| decode_err(event, "event larger than 4 GiB"))?;
-        let Some(size) = out.get_mut(EVENT_LEN_OFFSET..EVENT_LEN_OFFSET + 4) else {
-            return Err(decode_err(event, "event shorter than its header"));
-        };
-        size.copy_from_slice(&len.to_le_bytes());
-        let body = out.len().saturating_sub(CHECKSUM_LEN);
-        let crc = crc32fast::hash(&out[..body]);
-        out[body..].copy_from_slice(&crc.to_le_bytes());
+    if has_crc(event) && !event.footer().get_checksum_enabled() {
+        reseal(&mut out, true).map_err(|e| decode_err(event, e))?;
     }
     Ok(out)
+}
+
+/// The event's serialised form ends with a CRC32 exactly when the source uses
+/// CRC32 checksums.
+pub fn has_crc(event: &Event) -> bool {
+    matches!(
+        event.footer().get_checksum_alg(),
+        Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
+    )
 }
 
 fn header_of(event: &Event, g: &GtidEvent) -> Result<TxnHeader, AssembleError> {
@@ -303,7 +304,10 @@ impl Assembler {
                 }
                 _ => Err(AssembleError::OutsideTransaction { kind: kind(event) }),
             },
-            FORMAT_DESCRIPTION_EVENT => Ok(Some(Step::FormatDescription(serialize(event)?))),
+            FORMAT_DESCRIPTION_EVENT => Ok(Some(Step::FormatDescription(Fde {
+                event: serialize(event)?,
+                crc: has_crc(event),
+            }))),
             ANONYMOUS_GTID_EVENT => Err(AssembleError::Anonymous),
             INTVAR_EVENT
             | RAND_EVENT

@@ -6,6 +6,7 @@
 //! binlogs, diverged history), negotiate checksums and heartbeats, register.
 
 pub mod assemble;
+pub mod event_bytes;
 pub mod rewrite;
 
 use std::time::Duration;

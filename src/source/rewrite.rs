@@ -8,11 +8,14 @@
 
 use std::collections::HashSet;
 
-use mysql_common::binlog::consts::{BinlogChecksumAlg, EventType};
+use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::events::{Event, TableMapEvent};
 
 use crate::filter::Routes;
-use crate::source::assemble::{Statement, Step};
+use crate::source::assemble::{Statement, Step, has_crc};
+use crate::source::event_bytes::{
+    CHECKSUM_LEN, HEADER_LEN, LayoutError, STMT_END_F, mark_statement_end, reseal,
+};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RewriteError {
@@ -20,16 +23,12 @@ pub enum RewriteError {
     Malformed { kind: &'static str, message: String },
     #[error("cannot rename to `{0}`: names are at most 64 bytes")]
     NameTooLong(String),
+    #[error("cannot route a binlog event: {0}")]
+    Layout(#[from] LayoutError),
 }
 
-const HEADER_LEN: usize = 19;
-const EVENT_LEN_OFFSET: usize = 9;
-const CHECKSUM_LEN: usize = 4;
 /// Table_map post-header: 6-byte table id and 2 bytes of flags (MySQL 5.6+).
 const TABLE_MAP_POST_HEADER: usize = 8;
-/// Rows events: the 2 flag bytes follow the 6-byte table id.
-const ROWS_FLAGS_OFFSET: usize = HEADER_LEN + 6;
-const STMT_END_F: u16 = 0x0001;
 const MAX_NAME: usize = 64;
 
 fn malformed(kind: &'static str, message: impl Into<String>) -> RewriteError {
@@ -37,30 +36,6 @@ fn malformed(kind: &'static str, message: impl Into<String>) -> RewriteError {
         kind,
         message: message.into(),
     }
-}
-
-/// The event's serialised form (see `assemble::serialize`) ends with a CRC32
-/// exactly when the source uses CRC32 checksums.
-fn has_crc(event: &Event) -> bool {
-    matches!(
-        event.footer().get_checksum_alg(),
-        Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
-    )
-}
-
-/// Set the header's event size to the buffer's length and recompute the CRC32.
-fn reseal(out: &mut [u8], crc: bool) -> Result<(), RewriteError> {
-    let len = u32::try_from(out.len()).map_err(|_| malformed("binlog", "larger than 4 GiB"))?;
-    let Some(size) = out.get_mut(EVENT_LEN_OFFSET..EVENT_LEN_OFFSET + 4) else {
-        return Err(malformed("binlog", "shorter than its header"));
-    };
-    size.copy_from_slice(&len.to_le_bytes());
-    if crc {
-        let body = out.len().saturating_sub(CHECKSUM_LEN);
-        let sum = crc32fast::hash(&out[..body]);
-        out[body..].copy_from_slice(&sum.to_le_bytes());
-    }
-    Ok(())
 }
 
 /// A serialised Table_map event with its schema and table renamed.
@@ -99,16 +74,6 @@ pub fn rename_table_map(
     out.extend_from_slice(&event[rest_at..]);
     reseal(&mut out, crc)?;
     Ok(out)
-}
-
-/// Set STMT_END_F on a serialised Rows event.
-fn mark_statement_end(event: &mut [u8], crc: bool) -> Result<(), RewriteError> {
-    let Some(flags) = event.get_mut(ROWS_FLAGS_OFFSET..ROWS_FLAGS_OFFSET + 2) else {
-        return Err(malformed("Rows", "truncated"));
-    };
-    let value = u16::from_le_bytes([flags[0], flags[1]]) | STMT_END_F;
-    flags.copy_from_slice(&value.to_le_bytes());
-    reseal(event, crc)
 }
 
 /// The table id and flags at the start of a Rows event's post-header.
@@ -227,7 +192,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mysql_common::binlog::consts::BinlogVersion;
+    use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion};
     use mysql_common::binlog::events::{BinlogEventFooter, FormatDescriptionEvent};
 
     fn fde(crc: bool) -> FormatDescriptionEvent<'static> {

@@ -1,0 +1,106 @@
+//! The byte layout of serialised v4 binlog events, for the few places that
+//! patch events in place (mysql_common has no setters): the header's size field,
+//! the CRC32 trailer and the flags of Rows events.
+
+/// The v4 event header: timestamp, type, server_id, size, log_pos, flags.
+pub const HEADER_LEN: usize = 19;
+const TYPE_OFFSET: usize = 4;
+const EVENT_LEN_OFFSET: usize = 9;
+pub const CHECKSUM_LEN: usize = 4;
+/// Rows events: the 2 flag bytes follow the 6-byte table id.
+const ROWS_FLAGS_OFFSET: usize = HEADER_LEN + 6;
+/// Rows_event::STMT_END_F: the last Rows event of its statement.
+pub const STMT_END_F: u16 = 0x0001;
+/// Event type codes (binlog_event.h).
+const TABLE_MAP_EVENT: u8 = 19;
+const ROWS_EVENT_TYPES: [u8; 7] = [23, 24, 25, 30, 31, 32, 39];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LayoutError {
+    #[error("event shorter than its {0}")]
+    Truncated(&'static str),
+    #[error("event larger than 4 GiB")]
+    TooLarge,
+}
+
+/// Set the header's event size to the buffer's length and, when the source
+/// uses CRC32 checksums, recompute the trailer over the patched bytes.
+pub fn reseal(event: &mut [u8], crc: bool) -> Result<(), LayoutError> {
+    let len = u32::try_from(event.len()).map_err(|_| LayoutError::TooLarge)?;
+    let Some(size) = event.get_mut(EVENT_LEN_OFFSET..EVENT_LEN_OFFSET + 4) else {
+        return Err(LayoutError::Truncated("header"));
+    };
+    size.copy_from_slice(&len.to_le_bytes());
+    if crc {
+        let body = event.len().saturating_sub(CHECKSUM_LEN);
+        let sum = crc32fast::hash(&event[..body]);
+        event[body..].copy_from_slice(&sum.to_le_bytes());
+    }
+    Ok(())
+}
+
+pub fn is_table_map(event: &[u8]) -> bool {
+    event.get(TYPE_OFFSET) == Some(&TABLE_MAP_EVENT)
+}
+
+/// True for a Rows event that ends its statement (flag STMT_END_F).
+pub fn ends_statement(event: &[u8]) -> bool {
+    let Some(event_type) = event.get(TYPE_OFFSET) else {
+        return false;
+    };
+    if !ROWS_EVENT_TYPES.contains(event_type) {
+        return false;
+    }
+    match event.get(ROWS_FLAGS_OFFSET..ROWS_FLAGS_OFFSET + 2) {
+        Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]) & STMT_END_F != 0,
+        _ => false,
+    }
+}
+
+/// Set STMT_END_F on a Rows event.
+pub fn mark_statement_end(event: &mut [u8], crc: bool) -> Result<(), LayoutError> {
+    let Some(flags) = event.get_mut(ROWS_FLAGS_OFFSET..ROWS_FLAGS_OFFSET + 2) else {
+        return Err(LayoutError::Truncated("Rows post-header"));
+    };
+    let value = u16::from_le_bytes([flags[0], flags[1]]) | STMT_END_F;
+    flags.copy_from_slice(&value.to_le_bytes());
+    reseal(event, crc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(event_type: u8, flags: u16) -> Vec<u8> {
+        let mut e = vec![0u8; 40];
+        e[TYPE_OFFSET] = event_type;
+        e[ROWS_FLAGS_OFFSET..ROWS_FLAGS_OFFSET + 2].copy_from_slice(&flags.to_le_bytes());
+        e
+    }
+
+    #[test]
+    fn statements_end_at_rows_events_with_stmt_end() {
+        assert!(ends_statement(&event(30, 1)));
+        assert!(ends_statement(&event(39, 3)));
+        assert!(!ends_statement(&event(31, 2)));
+        // A Table_map never ends a statement, whatever its bytes there.
+        assert!(!ends_statement(&event(19, 1)));
+        assert!(is_table_map(&event(19, 1)));
+        assert!(!ends_statement(&[0, 0, 0, 0, 30]));
+    }
+
+    #[test]
+    fn marking_the_end_keeps_other_flags_and_reseals() {
+        let mut e = event(31, 4);
+        mark_statement_end(&mut e, true).unwrap();
+        assert!(ends_statement(&e));
+        assert_eq!(e[ROWS_FLAGS_OFFSET], 5);
+        assert_eq!(u32::from_le_bytes(e[9..13].try_into().unwrap()), 40);
+        let stored = u32::from_le_bytes(e[36..].try_into().unwrap());
+        assert_eq!(stored, crc32fast::hash(&e[..36]));
+        assert_eq!(
+            mark_statement_end(&mut [0u8; 20], true),
+            Err(LayoutError::Truncated("Rows post-header"))
+        );
+    }
+}
