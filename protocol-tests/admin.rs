@@ -758,8 +758,34 @@ fn admin_controls_and_reports_the_real_relay_between_sandbox_masters() {
             && field(&s, "Replica_SQL_Running") == Some("No"))
         .then_some(())
     });
+    let m1_before = sb.gtid_executed(1);
     sb.sql(2, "CREATE DATABASE sql_stopped");
-    std::thread::sleep(Duration::from_secs(1));
+    // Once the reader has received the transaction, only the stopped SQL
+    // thread stands between it and m1.
+    let new_on_m2 = sb.value(
+        2,
+        &format!("SELECT GTID_SUBTRACT(@@GLOBAL.gtid_executed, '{m1_before}')"),
+    );
+    crate::support::wait_for(
+        "the IO thread to receive it",
+        Duration::from_secs(30),
+        || {
+            let s = replica_status(port, "m2->m1");
+            // A set of several UUIDs spans lines; Executed_Gtid_Set comes next.
+            let retrieved: String = s
+                .split("Retrieved_Gtid_Set:")
+                .nth(1)?
+                .split("Executed_Gtid_Set:")
+                .next()?
+                .split_whitespace()
+                .collect();
+            (sb.value(
+                1,
+                &format!("SELECT GTID_SUBSET('{new_on_m2}', '{retrieved}')"),
+            ) == "1")
+                .then_some(())
+        },
+    );
     assert_eq!(
         sb.value(
             1,
