@@ -125,6 +125,7 @@ const VARIABLES: &[&str] = &[
 
 async fn gather(master: &Master, timeout: Duration) -> Result<Facts, GatherError> {
     let mut c = conn::connect(master, timeout).await?;
+    let failed = |what: &'static str| move |source| GatherError::Query { what, source };
     let names: Vec<String> = VARIABLES.iter().map(|v| conn::quote_str(v)).collect();
     let rows: Vec<(String, String)> = c
         .query(format!(
@@ -132,17 +133,11 @@ async fn gather(master: &Master, timeout: Duration) -> Result<Facts, GatherError
             names.join(", ")
         ))
         .await
-        .map_err(|source| GatherError::Query {
-            what: "SHOW GLOBAL VARIABLES",
-            source,
-        })?;
-    let grants: Vec<String> =
-        c.query("SHOW GRANTS")
-            .await
-            .map_err(|source| GatherError::Query {
-                what: "SHOW GRANTS",
-                source,
-            })?;
+        .map_err(failed("SHOW GLOBAL VARIABLES"))?;
+    let grants: Vec<String> = c
+        .query("SHOW GRANTS")
+        .await
+        .map_err(failed("SHOW GRANTS"))?;
     let _ = c.disconnect().await;
     let vars: HashMap<String, String> = rows
         .into_iter()
