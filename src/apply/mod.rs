@@ -10,7 +10,7 @@ pub mod claims;
 pub mod scheduler;
 mod session;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -23,7 +23,7 @@ use crate::conn::{self, ConnError, quote_ident, quote_str};
 use crate::gtid::{GtidSet, Uuid};
 use crate::source::assemble::{Statement, Step, TxnHeader};
 
-use claims::{Claim, Claims};
+use claims::{Claim, Claimed, Claims};
 use session::SessionState;
 
 const ER_BAD_DB_ERROR: u32 = 1049;
@@ -83,6 +83,15 @@ pub struct Completed {
     pub skipped: bool,
 }
 
+/// Why a transaction is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    /// Another channel of this relay committed it: nothing was sent.
+    Known,
+    /// The server reported it executed after `SET GTID_NEXT`.
+    ByServer,
+}
+
 /// The target as the applier found it on connect.
 pub struct TargetIdentity {
     pub uuid: Uuid,
@@ -103,10 +112,13 @@ pub struct Applier {
     gtid_next_pending: bool,
     /// Set when other channels deliver to the same target (then a GTID may arrive twice).
     claims: Option<Arc<Claims>>,
+    /// The target's executed set as the relay knows it, shared by its channels.
+    executed: Arc<Mutex<GtidSet>>,
     /// This session's claim on the current GTID.
     claim: Option<Claim>,
-    /// The target already had the current GTID and skips the transaction.
-    skipped_by_target: bool,
+    /// The target already has the current GTID: the rest of the transaction
+    /// is not sent.
+    skip: Option<Skip>,
     session: SessionState,
 }
 
@@ -116,6 +128,7 @@ impl Applier {
         conflict: ConflictMode,
         settings: &ApplySettings,
         claims: Option<Arc<Claims>>,
+        executed: Arc<Mutex<GtidSet>>,
         timeout: Duration,
     ) -> Result<(Applier, TargetIdentity), ApplyError> {
         let mut c = conn::connect(target, timeout).await?;
@@ -134,7 +147,7 @@ impl Applier {
         c.query_drop(init)
             .await
             .map_err(|e| setup_err("preparing the apply session", e))?;
-        let (uuid, executed): (String, String) = c
+        let (uuid, executed_text): (String, String) = c
             .query_first("SELECT @@server_uuid, @@GLOBAL.gtid_executed")
             .await
             .map_err(|e| setup_err("reading the target's gtid_executed", e))?
@@ -156,7 +169,7 @@ impl Applier {
             uuid: uuid
                 .parse()
                 .map_err(|e| bad("parsing server_uuid", format!("{e}")))?,
-            executed: GtidSet::parse(&executed)
+            executed: GtidSet::parse(&executed_text)
                 .map_err(|e| bad("parsing gtid_executed", format!("{e}")))?,
         };
         Ok((
@@ -170,20 +183,33 @@ impl Applier {
                 current: None,
                 gtid_next_pending: false,
                 claims,
+                executed,
                 claim: None,
-                skipped_by_target: false,
+                skip: None,
                 session: SessionState::default(),
             },
             identity,
         ))
     }
 
+    /// The current transaction ended and its GTID is executed on the target.
+    ///
+    /// The GTID goes into the shared executed set right away, before the claim
+    /// is released and before the scheduler hears of it: a session waiting for
+    /// the claim then skips the transaction without asking the target, and the
+    /// lag (which leaves out what the target has) never counts a transaction
+    /// the target already committed.
     fn complete(&mut self) -> Option<Completed> {
+        let skipped = self.skip.take().is_some();
+        let header = self.current.take();
+        if let Some(header) = &header {
+            self.executed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(&header.gtid);
+        }
         self.claim = None;
-        let skipped = std::mem::take(&mut self.skipped_by_target);
-        self.current
-            .take()
-            .map(|header| Completed { header, skipped })
+        header.map(|header| Completed { header, skipped })
     }
 
     /// Apply one step. Returns the transaction it completed, if any.
@@ -203,7 +229,13 @@ impl Applier {
             Step::Begin(header) => {
                 self.current = Some(header);
                 self.gtid_next_pending = true;
+                self.skip = None;
                 Ok(None)
+            }
+            Step::Query(_) | Step::Rows(_) if self.skipping().await => Ok(None),
+            Step::Commit | Step::Rollback | Step::Ddl(_) if self.skipping().await => {
+                self.end_skipped().await?;
+                Ok(self.complete())
             }
             Step::Query(stmt) => {
                 self.flush_rows().await?;
@@ -249,6 +281,10 @@ impl Applier {
             }
             Step::Ddl(stmt) => {
                 self.statement(&stmt).await?;
+                if self.skip.is_some() {
+                    self.end_skipped().await?;
+                    return Ok(self.complete());
+                }
                 self.exec(
                     "SET @@SESSION.GTID_NEXT = 'AUTOMATIC'".to_string(),
                     "SET GTID_NEXT",
@@ -262,6 +298,7 @@ impl Applier {
     /// Abandon the transaction in progress (its events will be sent again).
     pub async fn rollback(&mut self) {
         self.pending_rows.clear();
+        self.skip = None;
         let gtid_was_set = !std::mem::take(&mut self.gtid_next_pending);
         if self.current.take().is_some() && gtid_was_set {
             let _ = self
@@ -323,9 +360,47 @@ impl Applier {
         if self.gtid_next_pending {
             self.set_gtid_next().await?;
         }
+        if self.skip.is_some() {
+            return Ok(());
+        }
         let text = String::from_utf8_lossy(&stmt.sql).into_owned();
         let what = format!("query: {}", truncate(&text, 200));
         self.exec_bytes(&stmt.sql, what).await
+    }
+
+    /// True when the rest of the current transaction is to be skipped. When
+    /// other channels deliver to this target, this is where the session waits
+    /// for its turn on the GTID, before the transaction's first statement.
+    async fn skipping(&mut self) -> bool {
+        if self.skip.is_some() {
+            return true;
+        }
+        if let (Some(claims), Some(header), None) = (&self.claims, &self.current, &self.claim) {
+            let claims = claims.clone();
+            let gtid = header.gtid.clone();
+            match claims.claim(&gtid).await {
+                Claimed::Held(claim) => self.claim = Some(claim),
+                Claimed::Executed => {
+                    tracing::debug!(target_name = %self.target, gtid = %gtid,
+                        "another channel applied the transaction; skipping it");
+                    self.skip = Some(Skip::Known);
+                }
+            }
+        }
+        self.skip.is_some()
+    }
+
+    /// End a skipped transaction: leave the GTID if the session set it.
+    async fn end_skipped(&mut self) -> Result<(), ApplyError> {
+        self.pending_rows.clear();
+        if self.skip == Some(Skip::ByServer) {
+            self.exec(
+                "SET @@SESSION.GTID_NEXT = 'AUTOMATIC'".to_string(),
+                "SET GTID_NEXT",
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// `SET GTID_NEXT` for the current transaction. When other channels also
@@ -337,10 +412,6 @@ impl Applier {
             return Ok(());
         };
         let sql = begin_sql(header);
-        if let Some(claims) = &self.claims {
-            let gtid = header.gtid.clone();
-            self.claim = Some(claims.claim(&gtid).await);
-        }
         self.exec(sql, "SET GTID_NEXT").await?;
         if self.claims.is_some() {
             let owned: Option<String> = self
@@ -348,7 +419,9 @@ impl Applier {
                 .query_first("SELECT @@SESSION.gtid_owned")
                 .await
                 .map_err(|e| self.error(&e, "SELECT @@SESSION.gtid_owned".into()))?;
-            self.skipped_by_target = owned.is_none_or(|o| o.is_empty());
+            if owned.is_none_or(|o| o.is_empty()) {
+                self.skip = Some(Skip::ByServer);
+            }
         }
         Ok(())
     }
