@@ -110,6 +110,11 @@ pub struct Applier {
     current: Option<TxnHeader>,
     /// `SET GTID_NEXT` for `current` is still to be sent.
     gtid_next_pending: bool,
+    /// Statements whose result the applier does not need to see on their own
+    /// (session settings, GTID_NEXT, BEGIN), not sent yet: they travel in
+    /// front of the next statement that is, usually the transaction's first
+    /// BINLOG statement, saving round trips.
+    deferred: Option<String>,
     /// Set when other channels deliver to the same target (then a GTID may arrive twice).
     claims: Option<Arc<Claims>>,
     /// The target's executed set as the relay knows it, shared by its channels.
@@ -182,6 +187,7 @@ impl Applier {
                 pending_rows: String::new(),
                 current: None,
                 gtid_next_pending: false,
+                deferred: None,
                 claims,
                 executed,
                 claim: None,
@@ -299,6 +305,11 @@ impl Applier {
     pub async fn rollback(&mut self) {
         self.pending_rows.clear();
         self.skip = None;
+        if self.deferred.take().is_some() {
+            // Settings the session never received: send them all again.
+            self.session = SessionState::default();
+        }
+        // When GTID_NEXT was only deferred, the ROLLBACK below is harmless.
         let gtid_was_set = !std::mem::take(&mut self.gtid_next_pending);
         if self.current.take().is_some() && gtid_was_set {
             let _ = self
@@ -328,21 +339,11 @@ impl Applier {
 
     async fn statement(&mut self, stmt: &Statement) -> Result<(), ApplyError> {
         let settings = self.session.prepare(stmt);
-        // The common case, a DML transaction's BEGIN: session settings, GTID_NEXT
-        // and BEGIN in one round trip. BEGIN needs no default database, and
-        // nothing in the batch can fail in a way that releases the GTID.
-        if self.gtid_next_pending
-            && self.claims.is_none()
-            && stmt.sql.eq_ignore_ascii_case(b"BEGIN")
-            && let Some(header) = &self.current
+        self.defer(settings.trim_end_matches([';', ' ']));
+        // BEGIN needs no default database.
+        let begin = stmt.sql.eq_ignore_ascii_case(b"BEGIN");
+        if !begin && !stmt.schema.is_empty() && self.session.schema() != Some(stmt.schema.as_str())
         {
-            let sql = format!("{settings}{}; BEGIN", begin_sql(header));
-            self.gtid_next_pending = false;
-            return self.exec(sql, "SET GTID_NEXT and BEGIN").await;
-        }
-        self.exec(settings, "setting the source session's variables")
-            .await?;
-        if !stmt.schema.is_empty() && self.session.schema() != Some(stmt.schema.as_str()) {
             match self
                 .exec(format!("USE {}", quote_ident(&stmt.schema)), "USE")
                 .await
@@ -361,6 +362,12 @@ impl Applier {
             self.set_gtid_next().await?;
         }
         if self.skip.is_some() {
+            return Ok(());
+        }
+        if begin {
+            // Nothing in front of the transaction's next statement can fail in a
+            // way that releases the GTID.
+            self.defer("BEGIN");
             return Ok(());
         }
         let text = String::from_utf8_lossy(&stmt.sql).into_owned();
@@ -403,8 +410,9 @@ impl Applier {
         Ok(())
     }
 
-    /// `SET GTID_NEXT` for the current transaction. When other channels also
-    /// deliver to this target, find out whether the server will skip it: after
+    /// `SET GTID_NEXT` for the current transaction, deferred to its next
+    /// statement. When other channels also deliver to this target, it is sent
+    /// now, to find out whether the server will skip the transaction: after
     /// SET GTID_NEXT the session owns the GTID unless it is already executed.
     async fn set_gtid_next(&mut self) -> Result<(), ApplyError> {
         self.gtid_next_pending = false;
@@ -412,16 +420,18 @@ impl Applier {
             return Ok(());
         };
         let sql = begin_sql(header);
+        if self.claims.is_none() {
+            self.defer(&sql);
+            return Ok(());
+        }
         self.exec(sql, "SET GTID_NEXT").await?;
-        if self.claims.is_some() {
-            let owned: Option<String> = self
-                .conn
-                .query_first("SELECT @@SESSION.gtid_owned")
-                .await
-                .map_err(|e| self.error(&e, "SELECT @@SESSION.gtid_owned".into()))?;
-            if owned.is_none_or(|o| o.is_empty()) {
-                self.skip = Some(Skip::ByServer);
-            }
+        let owned: Option<String> = self
+            .conn
+            .query_first("SELECT @@SESSION.gtid_owned")
+            .await
+            .map_err(|e| self.error(&e, "SELECT @@SESSION.gtid_owned".into()))?;
+        if owned.is_none_or(|o| o.is_empty()) {
+            self.skip = Some(Skip::ByServer);
         }
         Ok(())
     }
@@ -437,7 +447,33 @@ impl Applier {
         self.exec_bytes(sql.as_bytes(), what.to_string()).await
     }
 
+    /// Send `sql` in front of the next statement that is sent.
+    fn defer(&mut self, sql: &str) {
+        match &mut self.deferred {
+            Some(d) => {
+                d.push_str("; ");
+                d.push_str(sql);
+            }
+            None => self.deferred = Some(sql.to_string()),
+        }
+    }
+
+    /// Run `sql` (one or more statements), after the deferred statements. Nothing may follow a `BINLOG`
+    /// statement in one query: applying a Rows event starts a new statement
+    /// in the server (mysql_reset_thd_for_next_command), which clears
+    /// SERVER_MORE_RESULTS_EXISTS, so the reply to the BINLOG statement says
+    /// nothing follows; the client stops reading there and the next reply
+    /// arrives out of turn ("Packets out of sync"). Statements in front of a
+    /// BINLOG statement are fine.
     async fn exec_bytes(&mut self, sql: &[u8], what: String) -> Result<(), ApplyError> {
+        let joined;
+        let (sql, what) = match self.deferred.take() {
+            Some(deferred) => {
+                joined = [deferred.as_bytes(), b"; ", sql].concat();
+                (&joined[..], format!("session settings and {what}"))
+            }
+            None => (sql, what),
+        };
         let run = self.conn.query_drop(sql);
         let result = match self.statement_timeout {
             None => run.await,
