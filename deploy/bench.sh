@@ -218,8 +218,9 @@ ab() {
     a=$(echo "$backlog / ($ta - $t0)" | bc -l)
     b=$(echo "$backlog / ($tb - $t0)" | bc -l)
     printf '%-34s %10s\n' relay "trx/s"
-    printf '%-34s %10.0f   %s\n' "A: $ab_bin" "$a" "${ab_apply:-$relay_apply}"
-    printf '%-34s %10.0f   %s\n' "B: this build" "$b" "$relay_apply"
+    local a_apply=${ab_apply:-$relay_apply}
+    printf '%-34s %10.0f   %s\n' "A: $ab_bin" "$a" "${a_apply//$'\n'/, }"
+    printf '%-34s %10.0f   %s\n' "B: this build" "$b" "${relay_apply//$'\n'/, }"
     printf 'B / A: %.2f\n' "$(echo "$b / $a" | bc -l)"
 }
 
