@@ -458,9 +458,11 @@ impl Applier {
         }
     }
 
-    /// Run `sql` (one or more statements), after the deferred statements. Nothing may follow a `BINLOG`
-    /// statement in one query: applying a Rows event starts a new statement
-    /// in the server (mysql_reset_thd_for_next_command), which clears
+    /// Run `sql` (one or more statements), after the deferred statements.
+    ///
+    /// Nothing may follow a `BINLOG` statement in one query: applying a Rows
+    /// event starts a new statement in the server
+    /// (mysql_reset_thd_for_next_command), which clears
     /// SERVER_MORE_RESULTS_EXISTS, so the reply to the BINLOG statement says
     /// nothing follows; the client stops reading there and the next reply
     /// arrives out of turn ("Packets out of sync"). Statements in front of a
