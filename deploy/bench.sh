@@ -3,6 +3,7 @@
 # servers in one run (docs/benchmarks.md explains each figure).
 #
 #   deploy/bench.sh [catchup] [steady] [--seconds N] [--rates "100 300"] [--relay-apply TOML]
+#   deploy/bench.sh ab [--ab-bin PATH] [--ab-apply TOML] [--relay-apply TOML]
 #
 # --relay-apply adds settings to the relay's [apply] table, e.g. "workers = 16".
 #
@@ -14,6 +15,12 @@
 #          each target's binlog (immediate - original commit timestamp of every
 #          GTID event from the other master), for the relay and for native
 #          master-master replication, on the same fresh servers.
+# ab:      relay A (--ab-bin, e.g. a release build of an older commit; default
+#          this build, with --ab-apply as its [apply] settings) and relay B (this
+#          build, --relay-apply) catch up the same backlog at the same time, each
+#          into its own target: both see the same machine, so their ratio holds
+#          even when other jobs share it (the catchup phases run one after the
+#          other and do not).
 # Cost:    relay CPU seconds per 1,000 transactions and peak RSS.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,19 +29,24 @@ phases=()
 seconds=60
 rates="100 300"
 relay_apply=""
+ab_bin=target/release/gtid-relay
+ab_apply=
 while (($#)); do
     case $1 in
-        catchup | steady) phases+=("$1") ;;
+        catchup | steady | ab) phases+=("$1") ;;
+        --ab-bin) ab_bin=$2; shift ;;
+        --ab-apply) ab_apply=$2; shift ;;
         --seconds) seconds=$2; shift ;;
         --rates) rates=$2; shift ;;
         --relay-apply) relay_apply=$2; shift ;;
-        *) echo "usage: deploy/bench.sh [catchup] [steady] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML]" >&2; exit 2 ;;
+        *) echo "usage: deploy/bench.sh [catchup] [steady] [ab] [--ab-bin PATH] [--ab-apply TOML] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML]" >&2; exit 2 ;;
     esac
     shift
 done
 ((${#phases[@]})) || phases=(catchup steady)
 
-export SANDBOX_NS=bench SANDBOX_PORT_BASE=${SANDBOX_PORT_BASE:-4400}
+# Override both when another bench may run on the machine (they would share instances).
+export SANDBOX_NS=${SANDBOX_NS:-bench} SANDBOX_PORT_BASE=${SANDBOX_PORT_BASE:-4400}
 sb=deploy/sandbox.sh
 PW=relay-sandbox-pw
 $sb install
@@ -43,8 +55,10 @@ cargo build --release --quiet
 ROOT=$($sb root)
 work=$(mktemp -d /tmp/gtid-relay-bench.XXXXXX)
 relay_pid=
+ab_pid=
 cleanup() {
     [[ -n $relay_pid ]] && kill "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null || true
+    [[ -n $ab_pid ]] && kill "$ab_pid" 2>/dev/null && wait "$ab_pid" 2>/dev/null || true
     for n in 1 2 3 4; do $sb wipe-now "$n" >/dev/null 2>&1 || true; done
     rm -rf "$work"
 }
@@ -74,14 +88,14 @@ wait_caught_up() {
     done
 }
 
-relay_config() { # relay_config FILE "SRC TGT" [...] -- extra toml
+relay_config() { # relay_config FILE "SRC TGT" [...]; masters: $masters (default 1 2)
     local file=$1
     shift
     {
         echo "[relay]"
         echo "report_host = \"127.0.0.1\""
         printf '\n[apply]\n%s\n' "$relay_apply"
-        for n in 1 2; do
+        for n in ${masters:-1 2}; do
             printf '\n[[masters]]\nname = "m%s"\nhost = "127.0.0.1"\nport = %s\nuser = "relay"\npassword = "%s"\n' "$n" "$(port "$n")" "$PW"
         done
         for pair in "$@"; do
@@ -163,6 +177,51 @@ catchup() {
     printf '%-34s %10.0f %10.2f\n' "native replica (16 workers)" "$native16" "$(echo "$relay / $native16" | bc -l)"
     printf '%-34s %10.0f\n' "gtid-relay (defaults)" "$relay"
     printf 'relay cost: %.2f CPU s per 1,000 transactions, peak RSS %d KiB\n' "$cpu" "$rss"
+}
+
+ab() {
+    [[ -x $ab_bin ]] || { echo "ab: --ab-bin must name a relay binary" >&2; exit 2; }
+    [[ -n ${ab_apply:-} || $ab_bin != target/release/gtid-relay ]] ||
+        echo "ab: A and B are the same binary with the same settings" >&2
+    say "A/B: S=m1; $ab_bin -> m2 and target/release/gtid-relay -> m3, at the same time"
+    fresh 1 2 3
+    sql 1 "CREATE DATABASE sbtest"
+    sysbench 1 sbtest prepare >/dev/null
+    masters="1 2 3" relay_apply=${ab_apply:-$relay_apply} relay_config "$work/a.toml" "1 2"
+    masters="1 2 3" relay_config "$work/b.toml" "1 3"
+    "$ab_bin" run --config "$work/a.toml" >"$work/a.log" 2>&1 &
+    ab_pid=$!
+    start_relay "$work/b.toml"
+    wait_caught_up 2 1
+    wait_caught_up 3 1
+    kill -TERM "$ab_pid"; wait "$ab_pid" || true; ab_pid=
+    stop_relay
+    sysbench 1 sbtest --threads=4 --time=20 run >"$work/sysbench-ab.txt"
+    local backlog
+    backlog=$(grep -oP 'transactions:\s+\K[0-9]+' "$work/sysbench-ab.txt")
+    echo "backlog: $backlog transactions"
+    local t0 ta tb
+    t0=$(now)
+    "$ab_bin" run --config "$work/a.toml" >"$work/a.log" 2>&1 &
+    ab_pid=$!
+    start_relay "$work/b.toml"
+    ta= tb=
+    until [[ -n $ta && -n $tb ]]; do
+        [[ -z $ta ]] && caught_up 2 1 && ta=$(now)
+        [[ -z $tb ]] && caught_up 3 1 && tb=$(now)
+        ((SECONDS < 3600)) || { echo "ab: timed out" >&2; exit 1; }
+        sleep 0.05
+    done
+    kill -TERM "$ab_pid"; wait "$ab_pid" || true; ab_pid=
+    stop_relay
+    local a b
+    a=$(echo "$backlog / ($ta - $t0)" | bc -l)
+    b=$(echo "$backlog / ($tb - $t0)" | bc -l)
+    printf '%-34s %10s\n' relay "trx/s"
+    local a_apply=${ab_apply:-$relay_apply}
+    printf '%-34s %10.0f   %s\n' "A: $ab_bin" "$a" "${a_apply//$'\n'/, }"
+    printf '%-34s %10.0f   %s\n' "B: this build" "$b" "${relay_apply//$'\n'/, }"
+    printf 'B / A: %.2f\n' "$(echo "$b / $a" | bc -l)"
 }
 
 # Lag (ms) of every transaction from master $2 as committed on master $1, read

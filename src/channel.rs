@@ -23,7 +23,7 @@ use crate::apply::{Applier, ApplyError, Completed, TargetIdentity};
 use crate::config::{ApplySettings, ChannelConfig, Config, Master, SourceSettings, SslMode};
 use crate::conn;
 use crate::filter::{self, Verdict};
-use crate::gtid::{GtidSet, Uuid};
+use crate::gtid::{Gtid, GtidSet, Uuid};
 use crate::identity;
 use crate::source::assemble::{Assembler, Step, TxnHeader};
 use crate::source::rewrite::Router;
@@ -61,9 +61,8 @@ struct State {
     last_io_error: Option<LastError>,
     last_sql_error: Option<LastError>,
     retrieved: GtidSet,
-    /// Original commit time of each transaction being applied and when its
-    /// apply began, by dispatch index.
-    applying: BTreeMap<u64, (u64, Instant)>,
+    /// Each transaction being applied, by dispatch index.
+    applying: BTreeMap<u64, Applying>,
     log_file: String,
     log_pos: u64,
     retry_count: u64,
@@ -110,6 +109,14 @@ impl Default for State {
             metrics: MetricsState::default(),
         }
     }
+}
+
+/// A transaction being applied.
+#[derive(Debug)]
+struct Applying {
+    gtid: Gtid,
+    original_commit_us: u64,
+    began: Instant,
 }
 
 fn now_us() -> u64 {
@@ -520,6 +527,7 @@ impl Channel {
                 self.config.conflict,
                 &self.apply_settings,
                 self.claims.clone(),
+                self.target_executed.clone(),
                 self.source_settings.connect_timeout,
             )
         };
@@ -557,12 +565,20 @@ impl Channel {
     }
 
     pub fn status(&self) -> ChannelStatus {
-        let executed = self.executed().to_string();
+        let executed_set = self.executed().clone();
+        let executed = executed_set.to_string();
         let st = self.state();
+        // Behind by the oldest transaction in flight that the target still
+        // lacks. In a mesh the same transaction arrives by several channels;
+        // once one of them committed it, the others only skip it, and their
+        // copy's (origin) commit time says nothing about how far behind the
+        // target is: counting it made a channel report a minute of lag at the
+        // moment every master already had everything.
         let seconds_behind = st.sql_running.then(|| {
             st.applying
                 .values()
-                .map(|&(since, _)| since)
+                .filter(|a| !executed_set.contains(&a.gtid))
+                .map(|a| a.original_commit_us)
                 .min()
                 .map_or(0, |since| now_us().saturating_sub(since) / 1_000_000)
         });
@@ -704,16 +720,26 @@ fn registration(config: &Config, index: usize, channel: &ChannelConfig) -> Regis
 const IDLE_SQL_STATE: &str = "Replica has read all relay log; waiting for more updates";
 
 impl Progress for Channel {
+    fn already_applied(&self, gtid: &Gtid) -> bool {
+        self.executed().contains(gtid)
+    }
+
     fn started(&self, index: u64, header: &TxnHeader) {
         let mut st = self.state();
-        st.applying
-            .insert(index, (header.original_commit_us, Instant::now()));
+        st.applying.insert(
+            index,
+            Applying {
+                gtid: header.gtid.clone(),
+                original_commit_us: header.original_commit_us,
+                began: Instant::now(),
+            },
+        );
         st.sql_state = "Waiting for dependent transaction to commit";
     }
 
     fn finished(&self, index: u64, done: Option<&Completed>) {
         let mut st = self.state();
-        let began = st.applying.remove(&index).map(|(_, began)| began);
+        let began = st.applying.remove(&index).map(|a| a.began);
         if st.applying.is_empty() {
             st.sql_state = IDLE_SQL_STATE;
         }
@@ -736,6 +762,12 @@ impl Progress for Channel {
         drop(st);
         self.executed().insert(&done.header.gtid);
     }
+
+    /// Counted like the reader's skips of transactions the target has.
+    fn skipped(&self, header: &TxnHeader) {
+        debug!(channel = %self.name(), gtid = %header.gtid, "skipped at dispatch");
+        self.state().skipped_applied += 1;
+    }
 }
 
 /// All channels of one relay process.
@@ -745,15 +777,14 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(config: &Config) -> Relay {
-        let claims_by_target: Vec<Arc<Claims>> = config
-            .masters
-            .iter()
-            .map(|_| Arc::new(Claims::default()))
-            .collect();
         let executed_by_target: Vec<Arc<Mutex<GtidSet>>> = config
             .masters
             .iter()
             .map(|_| Arc::new(Mutex::new(GtidSet::new())))
+            .collect();
+        let claims_by_target: Vec<Arc<Claims>> = executed_by_target
+            .iter()
+            .map(|executed| Arc::new(Claims::new(executed.clone())))
             .collect();
         let channels = config
             .channels
@@ -861,5 +892,50 @@ impl Replicas for Relay {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(gtid: &str, age: Duration) -> TxnHeader {
+        let original = now_us() - u64::try_from(age.as_micros()).unwrap();
+        TxnHeader {
+            gtid: gtid.parse().unwrap(),
+            last_committed: 0,
+            sequence_number: 1,
+            original_commit_us: original,
+            immediate_commit_us: original,
+            original_server_version: 0,
+            immediate_server_version: 0,
+        }
+    }
+
+    /// A transaction still in flight on this channel that the target already
+    /// got through another channel does not count as lag.
+    #[test]
+    fn lag_ignores_transactions_the_target_already_has() {
+        let text = "[[masters]]\nname = \"a\"\nhost = \"127.0.0.1\"\nuser = \"r\"\npassword = \"p\"\n\
+                    [[masters]]\nname = \"b\"\nhost = \"127.0.0.1\"\nport = 3307\nuser = \"r\"\npassword = \"p\"\n";
+        let config = Config::parse(std::path::Path::new("t.toml"), text).unwrap();
+        let relay = Relay::new(&config);
+        let channel = &relay.channels[0];
+        channel.state().sql_running = true;
+        let old = header(
+            "11111111-1111-1111-1111-111111111111:5",
+            Duration::from_secs(60),
+        );
+        let newer = header(
+            "11111111-1111-1111-1111-111111111111:6",
+            Duration::from_secs(20),
+        );
+        channel.started(0, &old);
+        channel.started(1, &newer);
+        assert!((59..=61).contains(&channel.status().seconds_behind_source.unwrap()));
+        channel.executed().insert(&old.gtid);
+        assert!((19..=21).contains(&channel.status().seconds_behind_source.unwrap()));
+        channel.executed().insert(&newer.gtid);
+        assert_eq!(channel.status().seconds_behind_source, Some(0));
     }
 }

@@ -4,20 +4,31 @@
 //! would make the second session's `SET GTID_NEXT` wait, with no timeout, until
 //! the first commits or rolls back. Channels of one relay take turns here
 //! instead, so that such a wait happens in the relay, where it is bounded by
-//! the relay's own sessions: once the first has committed or rolled back, the
-//! server reports the GTID executed (and skips it) or lets the second apply it.
+//! the relay's own sessions. A session that committed its GTID records it in
+//! the target's executed set before it lets go of the claim, so the session
+//! that waited learns here that there is nothing left to do, without a round
+//! trip to the target.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::gtid::Gtid;
+use crate::gtid::{Gtid, GtidSet};
 
-#[derive(Default)]
 pub struct Claims {
     held: Mutex<HashSet<Gtid>>,
     released: Notify,
+    /// The target's executed set as the relay knows it (shared with the channels).
+    executed: Arc<Mutex<GtidSet>>,
+}
+
+/// What [`Claims::claim`] found.
+pub enum Claimed {
+    /// The GTID is this session's to apply until the claim is dropped.
+    Held(Claim),
+    /// The target already has the GTID: there is nothing to apply.
+    Executed,
 }
 
 /// A GTID claimed for one apply session, released on drop.
@@ -27,20 +38,35 @@ pub struct Claim {
 }
 
 impl Claims {
-    /// Wait until no other session of this relay applies `gtid`, then claim it.
-    pub async fn claim(self: &Arc<Self>, gtid: &Gtid) -> Claim {
+    pub fn new(executed: Arc<Mutex<GtidSet>>) -> Claims {
+        Claims {
+            held: Mutex::new(HashSet::new()),
+            released: Notify::new(),
+            executed,
+        }
+    }
+
+    /// Wait until no other session of this relay applies `gtid`, then claim it,
+    /// unless the target has it by then.
+    pub async fn claim(self: &Arc<Self>, gtid: &Gtid) -> Claimed {
         loop {
             let released = self.released.notified();
-            if self
-                .held
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(gtid.clone())
             {
-                return Claim {
-                    claims: self.clone(),
-                    gtid: gtid.clone(),
-                };
+                let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                if self
+                    .executed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(gtid)
+                {
+                    return Claimed::Executed;
+                }
+                if held.insert(gtid.clone()) {
+                    return Claimed::Held(Claim {
+                        claims: self.clone(),
+                        gtid: gtid.clone(),
+                    });
+                }
             }
             released.await;
         }
@@ -63,11 +89,18 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn held(c: Claimed) -> Claim {
+        match c {
+            Claimed::Held(c) => c,
+            Claimed::Executed => panic!("claimed GTID reported executed"),
+        }
+    }
+
     #[tokio::test]
     async fn a_second_claim_waits_for_the_first_to_be_released() {
-        let claims = Arc::new(Claims::default());
+        let claims = Arc::new(Claims::new(Arc::default()));
         let gtid: Gtid = "11111111-1111-1111-1111-111111111111:7".parse().unwrap();
-        let first = claims.claim(&gtid).await;
+        let first = held(claims.claim(&gtid).await);
         let waiting = tokio::spawn({
             let claims = claims.clone();
             let gtid = gtid.clone();
@@ -80,7 +113,30 @@ mod tests {
             .await
             .expect("released claim is taken")
             .expect("task");
-        drop(second);
+        drop(held(second));
+        assert!(claims.held.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_learns_that_the_holder_committed() {
+        let executed = Arc::new(Mutex::new(GtidSet::new()));
+        let claims = Arc::new(Claims::new(executed.clone()));
+        let gtid: Gtid = "11111111-1111-1111-1111-111111111111:8".parse().unwrap();
+        let first = held(claims.claim(&gtid).await);
+        let waiting = tokio::spawn({
+            let claims = claims.clone();
+            let gtid = gtid.clone();
+            async move { claims.claim(&gtid).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        executed.lock().unwrap().insert(&gtid);
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("released claim is seen")
+            .expect("task");
+        assert!(matches!(second, Claimed::Executed));
+        assert!(matches!(claims.claim(&gtid).await, Claimed::Executed));
         assert!(claims.held.lock().unwrap().is_empty());
     }
 }

@@ -10,7 +10,7 @@ pub mod claims;
 pub mod scheduler;
 mod session;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -24,7 +24,7 @@ use crate::gtid::{GtidSet, Uuid};
 use crate::source::assemble::{Fde, Statement, Step, TxnHeader};
 use crate::source::event_bytes::{self, LayoutError};
 
-use claims::{Claim, Claims};
+use claims::{Claim, Claimed, Claims};
 use session::SessionState;
 
 const ER_BAD_DB_ERROR: u32 = 1049;
@@ -84,6 +84,15 @@ pub struct Completed {
     pub skipped: bool,
 }
 
+/// Why a transaction is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    /// Another channel of this relay committed it: nothing was sent.
+    Known,
+    /// The server reported it executed after `SET GTID_NEXT`.
+    ByServer,
+}
+
 /// The target as the applier found it on connect.
 pub struct TargetIdentity {
     pub uuid: Uuid,
@@ -106,12 +115,20 @@ pub struct Applier {
     current: Option<TxnHeader>,
     /// `SET GTID_NEXT` for `current` is still to be sent.
     gtid_next_pending: bool,
+    /// Statements whose result the applier does not need to see on their own
+    /// (session settings, GTID_NEXT, BEGIN), not sent yet: they travel in
+    /// front of the next statement that is, usually the transaction's first
+    /// BINLOG statement, saving round trips.
+    deferred: Option<String>,
     /// Set when other channels deliver to the same target (then a GTID may arrive twice).
     claims: Option<Arc<Claims>>,
+    /// The target's executed set as the relay knows it, shared by its channels.
+    executed: Arc<Mutex<GtidSet>>,
     /// This session's claim on the current GTID.
     claim: Option<Claim>,
-    /// The target already had the current GTID and skips the transaction.
-    skipped_by_target: bool,
+    /// The target already has the current GTID: the rest of the transaction
+    /// is not sent.
+    skip: Option<Skip>,
     session: SessionState,
 }
 
@@ -121,6 +138,7 @@ impl Applier {
         conflict: ConflictMode,
         settings: &ApplySettings,
         claims: Option<Arc<Claims>>,
+        executed: Arc<Mutex<GtidSet>>,
         timeout: Duration,
     ) -> Result<(Applier, TargetIdentity), ApplyError> {
         let mut c = conn::connect(target, timeout).await?;
@@ -139,7 +157,7 @@ impl Applier {
         c.query_drop(init)
             .await
             .map_err(|e| setup_err("preparing the apply session", e))?;
-        let (uuid, executed): (String, String) = c
+        let (uuid, executed_text): (String, String) = c
             .query_first("SELECT @@server_uuid, @@GLOBAL.gtid_executed")
             .await
             .map_err(|e| setup_err("reading the target's gtid_executed", e))?
@@ -161,7 +179,7 @@ impl Applier {
             uuid: uuid
                 .parse()
                 .map_err(|e| bad("parsing server_uuid", format!("{e}")))?,
-            executed: GtidSet::parse(&executed)
+            executed: GtidSet::parse(&executed_text)
                 .map_err(|e| bad("parsing gtid_executed", format!("{e}")))?,
         };
         Ok((
@@ -175,21 +193,35 @@ impl Applier {
                 statement_maps: Vec::new(),
                 current: None,
                 gtid_next_pending: false,
+                deferred: None,
                 claims,
+                executed,
                 claim: None,
-                skipped_by_target: false,
+                skip: None,
                 session: SessionState::default(),
             },
             identity,
         ))
     }
 
+    /// The current transaction ended and its GTID is executed on the target.
+    ///
+    /// The GTID goes into the shared executed set right away, before the claim
+    /// is released and before the scheduler hears of it: a session waiting for
+    /// the claim then skips the transaction without asking the target, and the
+    /// lag (which leaves out what the target has) never counts a transaction
+    /// the target already committed.
     fn complete(&mut self) -> Option<Completed> {
+        let skipped = self.skip.take().is_some();
+        let header = self.current.take();
+        if let Some(header) = &header {
+            self.executed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(&header.gtid);
+        }
         self.claim = None;
-        let skipped = std::mem::take(&mut self.skipped_by_target);
-        self.current
-            .take()
-            .map(|header| Completed { header, skipped })
+        header.map(|header| Completed { header, skipped })
     }
 
     /// Apply one step. Returns the transaction it completed, if any.
@@ -209,7 +241,13 @@ impl Applier {
             Step::Begin(header) => {
                 self.current = Some(header);
                 self.gtid_next_pending = true;
+                self.skip = None;
                 Ok(None)
+            }
+            Step::Query(_) | Step::Rows(_) if self.skipping().await => Ok(None),
+            Step::Commit | Step::Rollback | Step::Ddl(_) if self.skipping().await => {
+                self.end_skipped().await?;
+                Ok(self.complete())
             }
             Step::Query(stmt) => {
                 self.flush_rows().await?;
@@ -277,6 +315,10 @@ impl Applier {
             }
             Step::Ddl(stmt) => {
                 self.statement(&stmt).await?;
+                if self.skip.is_some() {
+                    self.end_skipped().await?;
+                    return Ok(self.complete());
+                }
                 self.exec(
                     "SET @@SESSION.GTID_NEXT = 'AUTOMATIC'".to_string(),
                     "SET GTID_NEXT",
@@ -291,6 +333,12 @@ impl Applier {
     pub async fn rollback(&mut self) {
         self.pending_rows.clear();
         self.statement_maps.clear();
+        self.skip = None;
+        if self.deferred.take().is_some() {
+            // Settings the session never received: send them all again.
+            self.session = SessionState::default();
+        }
+        // When GTID_NEXT was only deferred, the ROLLBACK below is harmless.
         let gtid_was_set = !std::mem::take(&mut self.gtid_next_pending);
         if self.current.take().is_some() && gtid_was_set {
             let _ = self
@@ -322,7 +370,13 @@ impl Applier {
         // Taken, not copied: a statement may be as large as the largest event.
         let mut sql = std::mem::take(&mut self.pending_rows);
         sql.push('\'');
-        self.exec(sql, "row events").await
+        let mut what = "row events";
+        if let Some(deferred) = self.deferred.take() {
+            // In place: exec_bytes would join them into a copy.
+            sql.insert_str(0, &format!("{deferred}; "));
+            what = "session settings and row events";
+        }
+        self.exec(sql, what).await
     }
 
     /// Whether the source's events end with a CRC32 (as its FDE announced).
@@ -343,21 +397,11 @@ impl Applier {
 
     async fn statement(&mut self, stmt: &Statement) -> Result<(), ApplyError> {
         let settings = self.session.prepare(stmt);
-        // The common case, a DML transaction's BEGIN: session settings, GTID_NEXT
-        // and BEGIN in one round trip. BEGIN needs no default database, and
-        // nothing in the batch can fail in a way that releases the GTID.
-        if self.gtid_next_pending
-            && self.claims.is_none()
-            && stmt.sql.eq_ignore_ascii_case(b"BEGIN")
-            && let Some(header) = &self.current
+        self.defer(settings.trim_end_matches([';', ' ']));
+        // BEGIN needs no default database.
+        let begin = stmt.sql.eq_ignore_ascii_case(b"BEGIN");
+        if !begin && !stmt.schema.is_empty() && self.session.schema() != Some(stmt.schema.as_str())
         {
-            let sql = format!("{settings}{}; BEGIN", begin_sql(header));
-            self.gtid_next_pending = false;
-            return self.exec(sql, "SET GTID_NEXT and BEGIN").await;
-        }
-        self.exec(settings, "setting the source session's variables")
-            .await?;
-        if !stmt.schema.is_empty() && self.session.schema() != Some(stmt.schema.as_str()) {
             match self
                 .exec(format!("USE {}", quote_ident(&stmt.schema)), "USE")
                 .await
@@ -375,13 +419,58 @@ impl Applier {
         if self.gtid_next_pending {
             self.set_gtid_next().await?;
         }
+        if self.skip.is_some() {
+            return Ok(());
+        }
+        if begin {
+            // Nothing in front of the transaction's next statement can fail in a
+            // way that releases the GTID.
+            self.defer("BEGIN");
+            return Ok(());
+        }
         let text = String::from_utf8_lossy(&stmt.sql).into_owned();
         let what = format!("query: {}", truncate(&text, 200));
         self.exec_bytes(&stmt.sql, what).await
     }
 
-    /// `SET GTID_NEXT` for the current transaction. When other channels also
-    /// deliver to this target, find out whether the server will skip it: after
+    /// True when the rest of the current transaction is to be skipped. When
+    /// other channels deliver to this target, this is where the session waits
+    /// for its turn on the GTID, before the transaction's first statement.
+    async fn skipping(&mut self) -> bool {
+        if self.skip.is_some() {
+            return true;
+        }
+        if let (Some(claims), Some(header), None) = (&self.claims, &self.current, &self.claim) {
+            let claims = claims.clone();
+            let gtid = header.gtid.clone();
+            match claims.claim(&gtid).await {
+                Claimed::Held(claim) => self.claim = Some(claim),
+                Claimed::Executed => {
+                    tracing::debug!(target_name = %self.target, gtid = %gtid,
+                        "another channel applied the transaction; skipping it");
+                    self.skip = Some(Skip::Known);
+                }
+            }
+        }
+        self.skip.is_some()
+    }
+
+    /// End a skipped transaction: leave the GTID if the session set it.
+    async fn end_skipped(&mut self) -> Result<(), ApplyError> {
+        self.pending_rows.clear();
+        if self.skip == Some(Skip::ByServer) {
+            self.exec(
+                "SET @@SESSION.GTID_NEXT = 'AUTOMATIC'".to_string(),
+                "SET GTID_NEXT",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `SET GTID_NEXT` for the current transaction, deferred to its next
+    /// statement. When other channels also deliver to this target, it is sent
+    /// now, to find out whether the server will skip the transaction: after
     /// SET GTID_NEXT the session owns the GTID unless it is already executed.
     async fn set_gtid_next(&mut self) -> Result<(), ApplyError> {
         self.gtid_next_pending = false;
@@ -389,18 +478,18 @@ impl Applier {
             return Ok(());
         };
         let sql = begin_sql(header);
-        if let Some(claims) = &self.claims {
-            let gtid = header.gtid.clone();
-            self.claim = Some(claims.claim(&gtid).await);
+        if self.claims.is_none() {
+            self.defer(&sql);
+            return Ok(());
         }
         self.exec(sql, "SET GTID_NEXT").await?;
-        if self.claims.is_some() {
-            let owned: Option<String> = self
-                .conn
-                .query_first("SELECT @@SESSION.gtid_owned")
-                .await
-                .map_err(|e| self.error(&e, "SELECT @@SESSION.gtid_owned".into()))?;
-            self.skipped_by_target = owned.is_none_or(|o| o.is_empty());
+        let owned: Option<String> = self
+            .conn
+            .query_first("SELECT @@SESSION.gtid_owned")
+            .await
+            .map_err(|e| self.error(&e, "SELECT @@SESSION.gtid_owned".into()))?;
+        if owned.is_none_or(|o| o.is_empty()) {
+            self.skip = Some(Skip::ByServer);
         }
         Ok(())
     }
@@ -416,7 +505,35 @@ impl Applier {
         self.exec_bytes(sql.as_bytes(), what.to_string()).await
     }
 
+    /// Send `sql` in front of the next statement that is sent.
+    fn defer(&mut self, sql: &str) {
+        match &mut self.deferred {
+            Some(d) => {
+                d.push_str("; ");
+                d.push_str(sql);
+            }
+            None => self.deferred = Some(sql.to_string()),
+        }
+    }
+
+    /// Run `sql` (one or more statements), after the deferred statements.
+    ///
+    /// Nothing may follow a `BINLOG` statement in one query: applying a Rows
+    /// event starts a new statement in the server
+    /// (mysql_reset_thd_for_next_command), which clears
+    /// SERVER_MORE_RESULTS_EXISTS, so the reply to the BINLOG statement says
+    /// nothing follows; the client stops reading there and the next reply
+    /// arrives out of turn ("Packets out of sync"). Statements in front of a
+    /// BINLOG statement are fine.
     async fn exec_bytes(&mut self, sql: &[u8], what: String) -> Result<(), ApplyError> {
+        let joined;
+        let (sql, what) = match self.deferred.take() {
+            Some(deferred) => {
+                joined = [deferred.as_bytes(), b"; ", sql].concat();
+                (&joined[..], format!("session settings and {what}"))
+            }
+            None => (sql, what),
+        };
         let run = self.conn.query_drop(sql);
         let result = match self.statement_timeout {
             None => run.await,

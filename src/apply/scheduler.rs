@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use super::{Applier, ApplyError, Completed};
+use crate::gtid::Gtid;
 use crate::source::assemble::{Step, TxnHeader};
 
 /// Steps queued per worker; the reader already buffers upstream.
@@ -26,10 +27,15 @@ const WORKER_QUEUE: usize = 64;
 
 /// What the scheduler tells the channel as transactions start and finish.
 pub trait Progress: Send + Sync + 'static {
+    /// Whether the target is known to have `gtid` already (another channel
+    /// into it committed it since the reader let it through).
+    fn already_applied(&self, gtid: &Gtid) -> bool;
     fn started(&self, index: u64, header: &TxnHeader);
     /// The transaction started as `index` ended; `done` says how, when the
     /// applier could tell (None: it ended without completing a transaction).
     fn finished(&self, index: u64, done: Option<&Completed>);
+    /// The transaction was not started: the target already had it.
+    fn skipped(&self, header: &TxnHeader);
 }
 
 /// Commits in dispatch order when preserving commit order: transaction `i`
@@ -138,6 +144,8 @@ pub struct Scheduler {
     current: Option<(usize, u64)>,
     /// A Begin waiting for the next step, which tells DDL from DML.
     pending_begin: Option<TxnHeader>,
+    /// The current transaction is already on the target: drop its steps.
+    discarding: bool,
     failure: Option<ApplyError>,
 }
 
@@ -172,6 +180,7 @@ impl Scheduler {
             next_index: 0,
             current: None,
             pending_begin: None,
+            discarding: false,
             failure: None,
         }
     }
@@ -219,7 +228,11 @@ impl Scheduler {
             }
             step => {
                 if let Some(header) = self.pending_begin.take() {
-                    self.start(header, matches!(step, Step::Ddl(_))).await?;
+                    self.discarding = !self.start(header, matches!(step, Step::Ddl(_))).await?;
+                }
+                if self.discarding {
+                    self.discarding = !step.ends_transaction();
+                    return Ok(());
                 }
                 let Some((w, index)) = self.current else {
                     // Steps outside a transaction cannot happen (the assembler
@@ -236,14 +249,27 @@ impl Scheduler {
         }
     }
 
-    /// Assign the transaction to a worker once its dependencies allow.
-    async fn start(&mut self, header: TxnHeader, ddl: bool) -> Result<(), ()> {
+    /// Assign the transaction to a worker once its dependencies allow; false
+    /// when it is skipped instead, because the target has it by then.
+    ///
+    /// In a mesh the reader lets a transaction through while the target lacks
+    /// it, but another channel into the target often commits it while this
+    /// one waits for the transaction's dependencies: applying it here would
+    /// cost a worker a wait for the GTID and round trips that the server
+    /// skips anyway. Skipping needs no ordering: the target has it.
+    async fn start(&mut self, header: TxnHeader, ddl: bool) -> Result<bool, ()> {
         if ddl {
             self.drain().await?;
         } else {
             while !self.in_flight.allows(self.epoch, header.last_committed) {
+                if self.skip_if_applied(&header) {
+                    return Ok(false);
+                }
                 self.wait_one().await?;
             }
+        }
+        if self.skip_if_applied(&header) {
+            return Ok(false);
         }
         let w = loop {
             if let Some(free) = self.busy.iter().position(|b| !b) {
@@ -261,7 +287,18 @@ impl Scheduler {
         tracing::debug!(index, worker = w, gtid = %header.gtid, last_committed = header.last_committed,
             sequence_number = header.sequence_number, epoch = self.epoch, "dispatch");
         self.current = Some((w, index));
-        self.send(w, index, Step::Begin(header)).await
+        self.send(w, index, Step::Begin(header)).await?;
+        Ok(true)
+    }
+
+    fn skip_if_applied(&mut self, header: &TxnHeader) -> bool {
+        if !self.progress.already_applied(&header.gtid) {
+            return false;
+        }
+        // No dispatch index: with commit order preserved, the next transaction
+        // waits for the one dispatched before it, not for this one.
+        self.progress.skipped(header);
+        true
     }
 
     /// Send a step to worker `w`. DDL runs alone: having drained before it
@@ -349,5 +386,92 @@ impl Scheduler {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::gtid::GtidSet;
+    use crate::source::assemble::Statement;
+
+    /// Progress of a target that already has every GTID in `executed`.
+    struct Recorder {
+        executed: GtidSet,
+        started: Mutex<Vec<u64>>,
+        skipped: Mutex<Vec<String>>,
+    }
+
+    impl Progress for Recorder {
+        fn already_applied(&self, gtid: &Gtid) -> bool {
+            self.executed.contains(gtid)
+        }
+        fn started(&self, index: u64, _: &TxnHeader) {
+            self.started.lock().unwrap().push(index);
+        }
+        fn finished(&self, index: u64, _: Option<&Completed>) {
+            panic!("transaction {index} finished without a worker");
+        }
+        fn skipped(&self, header: &TxnHeader) {
+            self.skipped.lock().unwrap().push(header.gtid.to_string());
+        }
+    }
+
+    fn transaction(gno: u64, last_committed: u64) -> Vec<Step> {
+        let header = TxnHeader {
+            gtid: format!("11111111-1111-1111-1111-111111111111:{gno}")
+                .parse()
+                .unwrap(),
+            last_committed,
+            sequence_number: gno,
+            original_commit_us: 1,
+            immediate_commit_us: 1,
+            original_server_version: 0,
+            immediate_server_version: 0,
+        };
+        let begin = Statement {
+            sql: b"BEGIN".to_vec(),
+            schema: String::new(),
+            settings: Default::default(),
+            thread_id: 1,
+            timestamp: 1,
+            micros: None,
+        };
+        vec![
+            Step::Begin(header),
+            Step::Query(begin),
+            Step::Rows(vec![0; 30]),
+            Step::Commit,
+        ]
+    }
+
+    /// Transactions the target got from another channel after the reader let
+    /// them through never reach a worker (here there is none to reach).
+    #[tokio::test]
+    async fn transactions_the_target_has_are_skipped_without_a_worker() {
+        let progress = Arc::new(Recorder {
+            executed: GtidSet::parse("11111111-1111-1111-1111-111111111111:1-3").unwrap(),
+            started: Mutex::default(),
+            skipped: Mutex::default(),
+        });
+        let (tx, rx) = mpsc::channel(64);
+        for (gno, last_committed) in [(1, 0), (2, 1), (3, 2)] {
+            for step in transaction(gno, last_committed) {
+                tx.send(step).await.unwrap();
+            }
+        }
+        drop(tx);
+        let run = Scheduler::new(Vec::new(), false, progress.clone()).run(rx);
+        tokio::time::timeout(std::time::Duration::from_secs(5), run)
+            .await
+            .expect("the scheduler does not wait for a worker")
+            .expect("no failure");
+        assert!(progress.started.lock().unwrap().is_empty());
+        assert_eq!(
+            *progress.skipped.lock().unwrap(),
+            ["1", "2", "3"].map(|n| format!("11111111-1111-1111-1111-111111111111:{n}"))
+        );
     }
 }
