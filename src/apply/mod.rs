@@ -19,6 +19,8 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use crate::config::{ApplySettings, ConflictMode, Master};
+use crate::conflict::ConflictError;
+use crate::conflict::resolve::Resolver;
 use crate::conn::{self, ConnError, quote_ident, quote_str};
 use crate::gtid::{GtidSet, Uuid};
 use crate::source::assemble::{Statement, Step, TxnHeader};
@@ -27,6 +29,13 @@ use claims::{Claim, Claims};
 use session::SessionState;
 
 const ER_BAD_DB_ERROR: u32 = 1049;
+
+/// Under last-writer-wins the target is written to concurrently by design, so
+/// errors a replica counts as temporary are retried (the transaction is sent
+/// again and compared again): deadlock (1213), lock wait timeout (1205), and a
+/// row that appeared (1062) or vanished (1032) between the comparison and the
+/// BINLOG statement — under READ COMMITTED an absent key is not locked.
+const LWW_RETRIED: [u32; 4] = [1213, 1205, 1062, 1032];
 
 /// MySQL's UNDEFINED_SERVER_VERSION in GTID events.
 const UNDEFINED_SERVER_VERSION: u32 = 0x00FF_FFFF;
@@ -55,6 +64,15 @@ pub enum ApplyError {
         what: String,
         transient: bool,
     },
+    #[error(
+        "Worker failed executing transaction '{gtid}' on target {target}; last-writer-wins: {source}"
+    )]
+    Conflict {
+        target: String,
+        gtid: String,
+        #[source]
+        source: ConflictError,
+    },
 }
 
 impl ApplyError {
@@ -62,6 +80,7 @@ impl ApplyError {
         match self {
             ApplyError::Connect(e) => e.errno(),
             ApplyError::Setup { errno, .. } | ApplyError::Transaction { errno, .. } => *errno,
+            ApplyError::Conflict { source, .. } => source.errno(),
         }
     }
 
@@ -72,6 +91,7 @@ impl ApplyError {
             ApplyError::Setup { transient, .. } | ApplyError::Transaction { transient, .. } => {
                 *transient
             }
+            ApplyError::Conflict { source, .. } => source.is_transient(),
         }
     }
 }
@@ -108,6 +128,8 @@ pub struct Applier {
     /// The target already had the current GTID and skips the transaction.
     skipped_by_target: bool,
     session: SessionState,
+    /// Last-writer-wins conflict resolution, when the channel uses it.
+    resolver: Option<Resolver>,
 }
 
 impl Applier {
@@ -116,6 +138,7 @@ impl Applier {
         conflict: ConflictMode,
         settings: &ApplySettings,
         claims: Option<Arc<Claims>>,
+        resolver: Option<Resolver>,
         timeout: Duration,
     ) -> Result<(Applier, TargetIdentity), ApplyError> {
         let mut c = conn::connect(target, timeout).await?;
@@ -130,6 +153,16 @@ impl Applier {
         let mut init = String::from("SET @@SESSION.pseudo_replica_mode = 1");
         if conflict == ConflictMode::Idempotent {
             init.push_str(", @@SESSION.rbr_exec_mode = 'IDEMPOTENT'");
+        }
+        if conflict == ConflictMode::LastWriterWins {
+            // The comparison reads rows FOR UPDATE. Under REPEATABLE READ a key
+            // that is absent would take a gap lock, which the rows of another
+            // worker's transaction (independent on the source) may need: with
+            // commit order preserved that worker can wait for the lock while
+            // the lock holder waits for its commit turn, a cycle InnoDB cannot
+            // see (it ends in a lock wait timeout). READ COMMITTED locks only
+            // the rows read, which the transaction writes anyway.
+            init.push_str(", @@SESSION.transaction_isolation = 'READ-COMMITTED'");
         }
         c.query_drop(init)
             .await
@@ -173,6 +206,7 @@ impl Applier {
                 claim: None,
                 skipped_by_target: false,
                 session: SessionState::default(),
+                resolver,
             },
             identity,
         ))
@@ -194,6 +228,10 @@ impl Applier {
                     let sql = format!("BINLOG '{}'", BASE64.encode(&fde));
                     self.exec(sql, "the source's FORMAT_DESCRIPTION event")
                         .await?;
+                    if let Some(r) = &mut self.resolver {
+                        r.format_description(&fde)
+                            .map_err(|e| self.conflict_error(e))?;
+                    }
                     self.fde = Some(fde);
                 }
                 Ok(None)
@@ -201,6 +239,9 @@ impl Applier {
             // GTID_NEXT is set right before the transaction's first statement:
             // a statement failing in between (a USE, say) would release the GTID.
             Step::Begin(header) => {
+                if let Some(r) = &mut self.resolver {
+                    r.begin(&header);
+                }
                 self.current = Some(header);
                 self.gtid_next_pending = true;
                 Ok(None)
@@ -211,6 +252,15 @@ impl Applier {
                 Ok(None)
             }
             Step::Rows(event) => {
+                // Last-writer-wins looks at each event before it is applied,
+                // inside the transaction (GTID_NEXT and BEGIN are sent by now),
+                // unless the target skips the transaction anyway.
+                if !self.skipped_by_target
+                    && let Some(r) = &mut self.resolver
+                    && let Err(e) = r.check(&mut self.conn, &event).await
+                {
+                    return Err(self.conflict_error(e));
+                }
                 if !self.pending_rows.is_empty() {
                     self.pending_rows.push('\n');
                 }
@@ -221,7 +271,11 @@ impl Applier {
                 // them, a source statement's Table_map and Rows events share one
                 // BINLOG statement, cut only after the Rows event that ends it; a
                 // single statement's events may exceed max_statement_bytes.
-                if self.pending_rows.len() >= self.max_statement_bytes && ends_statement(&event) {
+                // Under last-writer-wins each source statement is applied
+                // before the next one is compared with the target.
+                if (self.pending_rows.len() >= self.max_statement_bytes || self.resolver.is_some())
+                    && ends_statement(&event)
+                {
                     self.flush_rows().await?;
                 }
                 Ok(None)
@@ -233,12 +287,18 @@ impl Applier {
                     "COMMIT",
                 )
                 .await?;
+                if let Some(r) = &mut self.resolver {
+                    r.committed();
+                }
                 Ok(self.complete())
             }
             Step::Rollback => {
                 // The source rolled back; commit an empty transaction so that the
                 // GTID is still executed on the target, as a native replica does.
                 self.pending_rows.clear();
+                if let Some(r) = &mut self.resolver {
+                    r.rolled_back();
+                }
                 let gtid = self.current_gtid();
                 let sql = format!(
                     "ROLLBACK; SET @@SESSION.GTID_NEXT = {}; BEGIN; COMMIT; SET @@SESSION.GTID_NEXT = 'AUTOMATIC'",
@@ -248,6 +308,9 @@ impl Applier {
                 Ok(self.complete())
             }
             Step::Ddl(stmt) => {
+                if let Some(r) = &mut self.resolver {
+                    r.schema_changed();
+                }
                 self.statement(&stmt).await?;
                 self.exec(
                     "SET @@SESSION.GTID_NEXT = 'AUTOMATIC'".to_string(),
@@ -262,6 +325,9 @@ impl Applier {
     /// Abandon the transaction in progress (its events will be sent again).
     pub async fn rollback(&mut self) {
         self.pending_rows.clear();
+        if let Some(r) = &mut self.resolver {
+            r.rolled_back();
+        }
         let gtid_was_set = !std::mem::take(&mut self.gtid_next_pending);
         if self.current.take().is_some() && gtid_was_set {
             let _ = self
@@ -286,7 +352,41 @@ impl Applier {
         sql.push_str(&self.pending_rows);
         sql.push('\'');
         self.pending_rows.clear();
-        self.exec(sql, "row events").await
+        let Some((idempotent, fixups)) = self.resolver.as_mut().map(Resolver::take_statement)
+        else {
+            return self.exec(sql, "row events").await;
+        };
+        // Rows in conflict, or already as the event leaves them, must not fail
+        // the statement; every other statement stays strict, so errors on
+        // tables without a key still stop the channel.
+        if idempotent {
+            self.exec(
+                "SET @@SESSION.rbr_exec_mode = 'IDEMPOTENT'".into(),
+                "SET rbr_exec_mode",
+            )
+            .await?;
+        }
+        self.exec(sql, "row events").await?;
+        if idempotent {
+            self.exec(
+                "SET @@SESSION.rbr_exec_mode = 'STRICT'".into(),
+                "SET rbr_exec_mode",
+            )
+            .await?;
+        }
+        for fixup in fixups {
+            let what = format!("keeping the winning version: {}", truncate(&fixup, 200));
+            self.exec(fixup, &what).await?;
+        }
+        Ok(())
+    }
+
+    fn conflict_error(&self, source: ConflictError) -> ApplyError {
+        ApplyError::Conflict {
+            target: self.target.clone(),
+            gtid: self.current_gtid(),
+            source,
+        }
     }
 
     async fn statement(&mut self, stmt: &Statement) -> Result<(), ApplyError> {
@@ -408,16 +508,18 @@ impl Applier {
     }
 
     fn error(&self, e: &mysql_async::Error, what: String) -> ApplyError {
+        let errno = conn::errno_of(e);
         ApplyError::Transaction {
             target: self.target.clone(),
             gtid: self.current_gtid(),
-            errno: conn::errno_of(e),
+            errno,
             message: match e {
                 mysql_async::Error::Server(s) => s.message.clone(),
                 other => other.to_string(),
             },
             what,
-            transient: conn::is_transient(e),
+            transient: conn::is_transient(e)
+                || (self.resolver.is_some() && LWW_RETRIED.contains(&errno)),
         }
     }
 }

@@ -164,7 +164,7 @@ pub fn serialize(event: &Event) -> Result<Vec<u8>, AssembleError> {
     Ok(out)
 }
 
-fn header_of(event: &Event, g: &GtidEvent) -> Result<TxnHeader, AssembleError> {
+pub(crate) fn header_of(event: &Event, g: &GtidEvent) -> Result<TxnHeader, AssembleError> {
     let tag = match g.tag() {
         Some(t) => Some(
             t.as_str()
