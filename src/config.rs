@@ -980,6 +980,36 @@ password = "pw2"
     }
 
     #[test]
+    fn last_writer_wins_settings_and_master_priorities() {
+        let c = parse(&format!(
+            "[apply]\nconflict = \"last-writer-wins\"\nconflict_log = \"c.jsonl\"\n\
+             version_window_secs = 60\n{TWO}\npriority = 9\n"
+        ))
+        .expect("valid");
+        assert!(
+            c.channels
+                .iter()
+                .all(|ch| ch.conflict == ConflictMode::LastWriterWins)
+        );
+        assert_eq!(c.apply.lww.conflict_log, PathBuf::from("/etc/c.jsonl"));
+        assert_eq!(c.apply.lww.version_window, Duration::from_secs(60));
+        assert_eq!(c.apply.lww.version_max_keys, 1_000_000);
+        // m1 by its place in the file (first of two), m2 as configured.
+        assert_eq!((c.masters[0].priority, c.masters[1].priority), (2, 9));
+        let defaults = parse(TWO).expect("valid");
+        assert_eq!(
+            defaults.apply.lww.conflict_log,
+            PathBuf::from("/etc/conflicts.jsonl")
+        );
+        assert!(
+            error(&format!("[apply]\nversion_window_secs = 0\n{TWO}"))
+                .contains("apply.version_window_secs")
+        );
+        let unknown = error(&format!("[apply]\nconflict = \"newest\"\n{TWO}"));
+        assert!(unknown.contains("last-writer-wins"), "{unknown}");
+    }
+
+    #[test]
     fn two_masters_default_to_a_full_mesh() {
         let c = parse(TWO).unwrap();
         let names: Vec<&str> = c.channels.iter().map(|c| c.name.as_str()).collect();

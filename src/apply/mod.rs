@@ -34,8 +34,10 @@ const ER_BAD_DB_ERROR: u32 = 1049;
 /// errors a replica counts as temporary are retried (the transaction is sent
 /// again and compared again): deadlock (1213), lock wait timeout (1205), and a
 /// row that appeared (1062) or vanished (1032) between the comparison and the
-/// BINLOG statement — under READ COMMITTED an absent key is not locked.
-const LWW_RETRIED: [u32; 4] = [1213, 1205, 1062, 1032];
+/// BINLOG statement — under READ COMMITTED an absent key is not locked —
+/// unless the statement holds rows of a table without a key, applied strictly.
+const LWW_RETRIED_ALWAYS: [u32; 2] = [1213, 1205];
+const LWW_RETRIED_KEYED: [u32; 2] = [1062, 1032];
 
 /// MySQL's UNDEFINED_SERVER_VERSION in GTID events.
 const UNDEFINED_SERVER_VERSION: u32 = 0x00FF_FFFF;
@@ -130,6 +132,9 @@ pub struct Applier {
     session: SessionState,
     /// Last-writer-wins conflict resolution, when the channel uses it.
     resolver: Option<Resolver>,
+    /// The BINLOG statement being run is applied strictly even under
+    /// last-writer-wins (rows of a table without a key).
+    strict_statement: bool,
 }
 
 impl Applier {
@@ -207,6 +212,7 @@ impl Applier {
                 skipped_by_target: false,
                 session: SessionState::default(),
                 resolver,
+                strict_statement: false,
             },
             identity,
         ))
@@ -352,10 +358,12 @@ impl Applier {
         sql.push_str(&self.pending_rows);
         sql.push('\'');
         self.pending_rows.clear();
-        let Some((idempotent, fixups)) = self.resolver.as_mut().map(Resolver::take_statement)
+        let Some((idempotent, fixups, unkeyed)) =
+            self.resolver.as_mut().map(Resolver::take_statement)
         else {
             return self.exec(sql, "row events").await;
         };
+        self.strict_statement = unkeyed;
         // Rows in conflict, or already as the event leaves them, must not fail
         // the statement; every other statement stays strict, so errors on
         // tables without a key still stop the channel.
@@ -366,7 +374,9 @@ impl Applier {
             )
             .await?;
         }
-        self.exec(sql, "row events").await?;
+        let applied = self.exec(sql, "row events").await;
+        self.strict_statement = false;
+        applied?;
         if idempotent {
             self.exec(
                 "SET @@SESSION.rbr_exec_mode = 'STRICT'".into(),
@@ -519,7 +529,9 @@ impl Applier {
             },
             what,
             transient: conn::is_transient(e)
-                || (self.resolver.is_some() && LWW_RETRIED.contains(&errno)),
+                || (self.resolver.is_some()
+                    && (LWW_RETRIED_ALWAYS.contains(&errno)
+                        || (!self.strict_statement && LWW_RETRIED_KEYED.contains(&errno)))),
         }
     }
 }

@@ -90,6 +90,9 @@ pub struct Resolver {
     fixups: Vec<String>,
     /// The pending BINLOG statement must run with rbr_exec_mode=IDEMPOTENT.
     idempotent: bool,
+    /// The pending BINLOG statement has rows of a table without a key, which
+    /// are applied strictly: their errors are not retried.
+    unkeyed: bool,
     /// Conflict log lines of the current transaction, written once it commits.
     records: Vec<Json>,
     overrides: bool,
@@ -108,6 +111,7 @@ impl Resolver {
             header: None,
             fixups: Vec::new(),
             idempotent: false,
+            unkeyed: false,
             records: Vec::new(),
             overrides: false,
         }
@@ -137,11 +141,13 @@ impl Resolver {
         self.tables.clear();
     }
 
-    /// What the pending BINLOG statement needs: IDEMPOTENT mode, and the SQL to run after it.
-    pub fn take_statement(&mut self) -> (bool, Vec<String>) {
+    /// What the pending BINLOG statement needs: IDEMPOTENT mode, the SQL to
+    /// run after it, and whether it holds rows of a table without a key.
+    pub fn take_statement(&mut self) -> (bool, Vec<String>, bool) {
         (
             std::mem::take(&mut self.idempotent),
             std::mem::take(&mut self.fixups),
+            std::mem::take(&mut self.unkeyed),
         )
     }
 
@@ -169,6 +175,7 @@ impl Resolver {
         self.header = None;
         self.fixups.clear();
         self.idempotent = false;
+        self.unkeyed = false;
         self.records.clear();
         self.overrides = false;
     }
@@ -237,6 +244,7 @@ impl Resolver {
             return Ok(());
         };
         if info.key.is_empty() {
+            self.unkeyed = true;
             if self.warned_no_key.insert((schema.clone(), table.clone())) {
                 warn!(channel = %self.channel, table = %info.display_name(),
                     "table has no primary key: conflicts on it are not resolved (applied as in strict mode)");

@@ -82,27 +82,35 @@ impl Tracker {
     }
 
     /// GTIDs every reachable master has: writes outside it are not replicated
-    /// everywhere yet, so their versions may still be needed.
+    /// everywhere yet, so their versions may still be needed. Plus what the
+    /// tracked master has purged: those binlogs cannot be read any more.
     async fn start_position(&self) -> Option<GtidSet> {
         let mut common: Option<GtidSet> = None;
-        for m in &self.masters {
+        let mut purged = GtidSet::new();
+        for (i, m) in self.masters.iter().enumerate() {
             let Ok(mut c) = conn::connect(m, self.settings.connect_timeout).await else {
                 continue;
             };
-            let text: Option<String> = c
-                .query_first("SELECT @@GLOBAL.gtid_executed")
+            let row: Option<(String, String)> = c
+                .query_first("SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_purged")
                 .await
                 .ok()
                 .flatten();
             let _ = c.disconnect().await;
-            if let Some(set) = text.and_then(|t| GtidSet::parse(&t).ok()) {
+            let Some((executed, gone)) = row else {
+                continue;
+            };
+            if i == self.index {
+                purged = GtidSet::parse(&gone).unwrap_or_default();
+            }
+            if let Ok(set) = GtidSet::parse(&executed) {
                 common = Some(match common {
                     None => set,
                     Some(c) => c.intersect(&set),
                 });
             }
         }
-        common
+        common.map(|c| c.union(&purged))
     }
 
     async fn session(&self, started: &mut bool) -> Result<(), TrackError> {
