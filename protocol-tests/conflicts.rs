@@ -190,9 +190,11 @@ fn last_writer_wins_converges_under_concurrent_updates() {
     let t0 = Instant::now();
     let ok = run_load(&sb);
     let load = t0.elapsed();
+    // Under this load nearly every relayed transaction is a conflict and the
+    // relay lags behind the writers; give it time to catch up.
     let executed =
-        converge(&sb, &relay, Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
-    // Converged GTIDs, then also the data: wait for the last commits to land.
+        converge(&sb, &relay, Duration::from_secs(240)).unwrap_or_else(|e| panic!("{e}"));
+    // Same GTIDs on both: every transaction is committed everywhere.
     let (c1, c2) = (checksums(&sb, 1, "lww"), checksums(&sb, 2, "lww"));
     let (t1, t2) = (table(&sb, 1), table(&sb, 2));
     assert_eq!(t1, t2, "both masters hold the same rows");
