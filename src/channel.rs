@@ -801,6 +801,17 @@ impl Relay {
             .map(|_| Arc::new(Mutex::new(GtidSet::new())))
             .collect();
         let lww = Lww::for_config(config);
+        // A pair of masters converges only if both directions decide alike.
+        if lww.is_some()
+            && let Some(other) = config
+                .channels
+                .iter()
+                .find(|c| c.conflict != ConflictMode::LastWriterWins)
+        {
+            warn!(channel = %other.name, conflict = other.conflict.as_str(),
+                "some channels use last-writer-wins and this one does not: masters can keep \
+                 different versions of a row written on both; use last-writer-wins on every channel");
+        }
         let trackers = match &lww {
             None => Vec::new(),
             Some(lww) => config
