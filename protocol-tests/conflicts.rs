@@ -134,18 +134,30 @@ fn start(sb: &Sandbox, conflict: &str, log: &std::path::Path) -> InProcess {
     relay
 }
 
-/// Both masters hold the same GTIDs and no channel has stopped; Err names a stopped channel.
+/// Both masters hold the same GTIDs and no channel has stopped; Err names a
+/// stopped channel. A channel retrying after a transient error (a deadlock, a
+/// key inserted locally while it applied) is down for a moment only: stopped
+/// means down with an error for 10 s on end.
 fn converge(sb: &Sandbox, relay: &InProcess, timeout: Duration) -> Result<String, String> {
     let deadline = Instant::now() + timeout;
+    let mut down_since: HashMap<String, Instant> = HashMap::new();
     loop {
         for c in relay.status() {
-            if let Some(e) = &c.last_sql_error
-                && !c.sql_running
-            {
-                return Err(format!(
-                    "channel {} stopped: {}: {}",
-                    c.name, e.errno, e.message
-                ));
+            match &c.last_sql_error {
+                Some(e) if !c.sql_running => {
+                    let since = *down_since
+                        .entry(c.name.clone())
+                        .or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(10) {
+                        return Err(format!(
+                            "channel {} stopped: {}: {}",
+                            c.name, e.errno, e.message
+                        ));
+                    }
+                }
+                _ => {
+                    down_since.remove(&c.name);
+                }
             }
         }
         let (a, b) = (sb.gtid_executed(1), sb.gtid_executed(2));

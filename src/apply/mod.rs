@@ -358,32 +358,14 @@ impl Applier {
         sql.push_str(&self.pending_rows);
         sql.push('\'');
         self.pending_rows.clear();
-        let Some((idempotent, fixups, unkeyed)) =
-            self.resolver.as_mut().map(Resolver::take_statement)
-        else {
+        let Some((fixups, unkeyed)) = self.resolver.as_mut().map(Resolver::take_statement) else {
             return self.exec(sql, "row events").await;
         };
+        // Errors on rows of tables without a key stop the channel, as in strict mode.
         self.strict_statement = unkeyed;
-        // Rows in conflict, or already as the event leaves them, must not fail
-        // the statement; every other statement stays strict, so errors on
-        // tables without a key still stop the channel.
-        if idempotent {
-            self.exec(
-                "SET @@SESSION.rbr_exec_mode = 'IDEMPOTENT'".into(),
-                "SET rbr_exec_mode",
-            )
-            .await?;
-        }
         let applied = self.exec(sql, "row events").await;
         self.strict_statement = false;
         applied?;
-        if idempotent {
-            self.exec(
-                "SET @@SESSION.rbr_exec_mode = 'STRICT'".into(),
-                "SET rbr_exec_mode",
-            )
-            .await?;
-        }
         for fixup in fixups {
             let what = format!("keeping the winning version: {}", truncate(&fixup, 200));
             self.exec(fixup, &what).await?;

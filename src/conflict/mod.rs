@@ -69,6 +69,20 @@ impl ConflictError {
         }
     }
 
+    /// A statement the relay runs inside a relayed transaction under
+    /// last-writer-wins: errors from concurrent local writes are retried.
+    pub fn sql_retryable(what: &str, e: &mysql_async::Error) -> ConflictError {
+        let mut error = ConflictError::sql(what, e);
+        if let ConflictError::Sql {
+            errno, transient, ..
+        } = &mut error
+            && matches!(*errno, 1213 | 1205 | 1062 | 1032)
+        {
+            *transient = true;
+        }
+        error
+    }
+
     pub fn errno(&self) -> u32 {
         match self {
             ConflictError::Sql { errno, .. } => *errno,

@@ -11,25 +11,31 @@
 //! | delete | = before              | no conflict                            |
 //! | delete | other                 | conflict (changed locally)             |
 //! | delete | absent                | none: deleted on both sides            |
-//! | insert | absent or = after     | no conflict                            |
+//! | insert | = after               | none: inserted identically             |
 //! | insert | other                 | conflict (key taken locally)           |
+//! | insert | absent                | conflict if deleted locally later      |
 //!
 //! For a conflict the target's version of the row comes from the version map
 //! of the target, once its tracker has read up to the target's gtid_executed
 //! as of the (locked) read, so the version of the row just read is in it.
 //!
-//! Applying: the `BINLOG` statement of an event with conflicts (or rows that
-//! are already as the event leaves them) runs with `rbr_exec_mode=IDEMPOTENT`,
-//! so that missing rows and taken keys do not fail it; then, still inside the
-//! transaction, each conflicting row is set to the winning version explicitly:
-//! the after-image (or a delete) when the incoming version wins, the saved
-//! local row (or a delete) when the local one does. Setting the winner
-//! explicitly, rather than dropping the losing rows from the event, keeps the
-//! event bytes untouched (no row boundaries to find, no lengths or CRCs to fix)
-//! and does not depend on how IDEMPOTENT mode resolves each case. A restored
+//! Applying: the `BINLOG` statement stays strict (`rbr_exec_mode=IDEMPOTENT`
+//! would also silence a key inserted locally between the comparison and the
+//! statement, which READ COMMITTED does not lock: strict fails it with 1062
+//! and the transaction is retried). Where the event would fail on the row as
+//! found (an update or delete of an absent row, an insert of a taken key), the
+//! row is first made what the event expects (the before-image inserted, the
+//! taken key deleted). After the statement, still inside the transaction, each
+//! conflicting row is set to the winning version explicitly: the after-image
+//! (or a delete) when the incoming version wins, the saved local row (or a
+//! delete) when the local one does. Setting the winner explicitly, rather than
+//! dropping the losing rows from the event, keeps the event bytes untouched (no
+//! row boundaries to find, no lengths or CRCs to fix). A restored
 //! local row is binlogged inside the incoming transaction; the tracker is told
 //! (an override) to record it with the local version's time, not the incoming
-//! transaction's. Tables without a key are applied as in `strict` mode.
+//! transaction's; rows already as the event leaves them get the later of the
+//! two versions the same way. Tables without a key are applied as in `strict`
+//! mode.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -88,8 +94,6 @@ pub struct Resolver {
     header: Option<TxnHeader>,
     /// SQL setting conflicting rows to their winners, run after the pending BINLOG statement.
     fixups: Vec<String>,
-    /// The pending BINLOG statement must run with rbr_exec_mode=IDEMPOTENT.
-    idempotent: bool,
     /// The pending BINLOG statement has rows of a table without a key, which
     /// are applied strictly: their errors are not retried.
     unkeyed: bool,
@@ -110,7 +114,6 @@ impl Resolver {
             warned_no_key: HashSet::new(),
             header: None,
             fixups: Vec::new(),
-            idempotent: false,
             unkeyed: false,
             records: Vec::new(),
             overrides: false,
@@ -131,7 +134,6 @@ impl Resolver {
         self.lww.versions[self.target_index].drop_overrides(&header.gtid);
         self.header = Some(header.clone());
         self.fixups.clear();
-        self.idempotent = false;
         self.records.clear();
         self.overrides = false;
     }
@@ -141,11 +143,10 @@ impl Resolver {
         self.tables.clear();
     }
 
-    /// What the pending BINLOG statement needs: IDEMPOTENT mode, the SQL to
-    /// run after it, and whether it holds rows of a table without a key.
-    pub fn take_statement(&mut self) -> (bool, Vec<String>, bool) {
+    /// What the pending BINLOG statement needs: the SQL to run after it, and
+    /// whether it holds rows of a table without a key.
+    pub fn take_statement(&mut self) -> (Vec<String>, bool) {
         (
-            std::mem::take(&mut self.idempotent),
             std::mem::take(&mut self.fixups),
             std::mem::take(&mut self.unkeyed),
         )
@@ -174,7 +175,6 @@ impl Resolver {
         }
         self.header = None;
         self.fixups.clear();
-        self.idempotent = false;
         self.unkeyed = false;
         self.records.clear();
         self.overrides = false;
@@ -276,6 +276,7 @@ impl Resolver {
         // of a key that is absent, which conflict when the key was deleted on
         // the target after the incoming insert was committed.
         let mut candidates = Vec::new();
+        let mut prepare = Vec::new();
         for (i, (before, after)) in images.iter().enumerate() {
             let current = found.get(&i);
             let candidate = match (kind, current) {
@@ -286,20 +287,34 @@ impl Resolver {
                 (Kind::Insert, None) => true,
                 (Kind::Delete, None) => false,
             };
-            // Rows already as the event leaves them (deleted on both sides,
-            // inserted identically) are no conflict, but fail in strict mode;
-            // conflicts on present rows and updates of absent ones need
-            // IDEMPOTENT too (absent inserts only once found in conflict).
+            // The BINLOG statement runs in strict mode, where an update or
+            // delete of an absent row (1032) and an insert of a taken key
+            // (1062) fail. Make the row what the event expects first; the
+            // winner is written after it (a row already as the event leaves
+            // it, deleted on both sides or inserted identically, is no
+            // conflict and ends as it was).
+            match (kind, current, before, after) {
+                (Kind::Update | Kind::Delete, None, Some(b), _) => {
+                    prepare.push(upsert_binlog(&info, b)?);
+                }
+                (Kind::Insert, Some(_), _, Some(a)) => prepare.push(delete_sql(&info, a)?),
+                _ => {}
+            }
+            // Rows already as the event leaves them still carry a version:
+            // the target's and the incoming one differ, and both masters must
+            // record the same (the later) one for the next comparison.
             let no_op = matches!(
                 (kind, current),
                 (Kind::Delete, None) | (Kind::Insert, Some(_))
-            );
-            if no_op || (candidate && (current.is_some() || kind == Kind::Update)) {
-                self.idempotent = true;
+            ) && !candidate;
+            if candidate || no_op {
+                candidates.push((before, after, current, no_op));
             }
-            if candidate {
-                candidates.push((before, after, current));
-            }
+        }
+        for sql in prepare {
+            conn.query_drop(&sql).await.map_err(|e| {
+                ConflictError::sql_retryable("preparing a row for the incoming event", &e)
+            })?;
         }
         if candidates.is_empty() {
             return Ok(());
@@ -319,7 +334,7 @@ impl Resolver {
         };
         self.wait_for_versions(&executed, &incoming).await?;
         let versions = self.lww.versions[self.target_index].clone();
-        for (before, after, current) in candidates {
+        for (before, after, current, no_op) in candidates {
             let key_image = match (before, after) {
                 (Some(b), _) => b,
                 (None, Some(a)) => a,
@@ -328,12 +343,20 @@ impl Resolver {
             let key = row_key(&info, key_image);
             let local = versions.get(&key);
             let decision = decide(incoming, local, |u| self.lww.priorities.get(u));
+            if no_op {
+                if decision == Decision::LocalWins
+                    && let Some(local) = local
+                {
+                    versions.add_override(&header.gtid, key, local);
+                    self.overrides = true;
+                }
+                continue;
+            }
             if kind == Kind::Insert && current.is_none() {
                 // Absent: a conflict only with a later delete on the target.
                 if !(decision == Decision::LocalWins && local.is_some_and(|l| l.deleted)) {
                     continue;
                 }
-                self.idempotent = true;
             }
             if let (Some(b), Some(a)) = (before, after)
                 && row_key(&info, a) != row_key(&info, b)
