@@ -2,7 +2,7 @@
 # gtid-relay against native MySQL replication, side by side on fresh sandbox
 # servers in one run (docs/benchmarks.md explains each figure).
 #
-#   deploy/bench.sh [catchup] [steady] [--seconds N] [--rates "100 300"] [--relay-apply TOML]
+#   deploy/bench.sh [catchup] [steady] [modes] [--seconds N] [--rates "100 300"] [--relay-apply TOML]
 #   deploy/bench.sh ab [--ab-bin PATH] [--ab-apply TOML] [--relay-apply TOML]
 #
 # --relay-apply adds settings to the relay's [apply] table, e.g. "workers = 16".
@@ -21,6 +21,11 @@
 #          into its own target: both see the same machine, so their ratio holds
 #          even when other jobs share it (the catchup phases run one after the
 #          other and do not).
+# modes:   the price of an [apply] setting: one backlog at a time, applied by
+#          the relay with the default settings (S=m1 -> m2) and with
+#          --relay-apply (m1 -> m3), back to back on the same backlog in
+#          alternating order (two rounds), so both see the same machine load.
+#          E.g. --relay-apply 'conflict = "last-writer-wins"'.
 # Cost:    relay CPU seconds per 1,000 transactions and peak RSS.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,13 +38,13 @@ ab_bin=target/release/gtid-relay
 ab_apply=
 while (($#)); do
     case $1 in
-        catchup | steady | ab) phases+=("$1") ;;
+        catchup | steady | ab | modes) phases+=("$1") ;;
         --ab-bin) ab_bin=$2; shift ;;
         --ab-apply) ab_apply=$2; shift ;;
         --seconds) seconds=$2; shift ;;
         --rates) rates=$2; shift ;;
         --relay-apply) relay_apply=$2; shift ;;
-        *) echo "usage: deploy/bench.sh [catchup] [steady] [ab] [--ab-bin PATH] [--ab-apply TOML] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML]" >&2; exit 2 ;;
+        *) echo "usage: deploy/bench.sh [catchup] [steady] [ab] [modes] [--ab-bin PATH] [--ab-apply TOML] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -88,14 +93,16 @@ wait_caught_up() {
     done
 }
 
-relay_config() { # relay_config FILE "SRC TGT" [...]; masters: $masters (default 1 2)
+relay_config() { # relay_config FILE "SRC TGT" [...]; masters: $masters (default: those the pairs name)
     local file=$1
     shift
     {
         echo "[relay]"
         echo "report_host = \"127.0.0.1\""
         printf '\n[apply]\n%s\n' "$relay_apply"
-        for n in ${masters:-1 2}; do
+        local listed
+        listed=${masters:-$(printf '%s\n' "$@" | tr ' ' '\n' | sort -un)}
+        for n in $listed; do
             printf '\n[[masters]]\nname = "m%s"\nhost = "127.0.0.1"\nport = %s\nuser = "relay"\npassword = "%s"\n' "$n" "$(port "$n")" "$PW"
         done
         for pair in "$@"; do
@@ -303,6 +310,58 @@ steady() {
         steady_one "$rate" relay
         printf '  relay p99 / native p99 at %s/s: %.2f\n' "$rate" \
             "$(echo "$(cat "$work/p99-$rate-relay") / $(cat "$work/p99-$rate-native")" | bc -l)"
+    done
+}
+
+# Seconds the relay with config $1 takes to bring m$2 up to m1.
+timed_relay() {
+    local t0 t1
+    t0=$(now)
+    start_relay "$1"
+    wait_caught_up "$2" 1
+    t1=$(now)
+    stop_relay
+    echo "$t1 - $t0" | bc -l
+}
+
+modes() {
+    say "apply settings: default vs [apply] '$relay_apply' on the same backlogs (S=m1, targets m2 and m3)"
+    fresh 1 2 3
+    sql 1 "CREATE DATABASE sbtest"
+    sysbench 1 sbtest prepare >/dev/null
+    local custom=$relay_apply
+    relay_apply=""
+    relay_config "$work/default.toml" "1 2"
+    relay_apply=$custom
+    relay_config "$work/custom.toml" "1 3"
+    timed_relay "$work/default.toml" 2 >/dev/null
+    timed_relay "$work/custom.toml" 3 >/dev/null
+    local total_default=0 total_custom=0 total_backlog=0
+    printf '%-6s %8s %14s %14s %8s\n' round backlog "default trx/s" "custom trx/s" ratio
+    for round in 1 2; do
+        local backlog d c
+        sysbench 1 sbtest --threads=4 --time=15 run >"$work/sysbench-round.txt"
+        backlog=$(grep -oP 'transactions:\s+\K[0-9]+' "$work/sysbench-round.txt")
+        if ((round == 1)); then
+            d=$(timed_relay "$work/default.toml" 2)
+            c=$(timed_relay "$work/custom.toml" 3)
+        else
+            c=$(timed_relay "$work/custom.toml" 3)
+            d=$(timed_relay "$work/default.toml" 2)
+        fi
+        printf '%-6s %8d %14.0f %14.0f %8.2f\n' "$round" "$backlog" "$(echo "$backlog / $d" | bc -l)" \
+            "$(echo "$backlog / $c" | bc -l)" "$(echo "$d / $c" | bc -l)"
+        total_default=$(echo "$total_default + $d" | bc -l)
+        total_custom=$(echo "$total_custom + $c" | bc -l)
+        total_backlog=$((total_backlog + backlog))
+    done
+    printf '%-6s %8d %14.0f %14.0f %8.2f\n' all "$total_backlog" "$(echo "$total_backlog / $total_default" | bc -l)" \
+        "$(echo "$total_backlog / $total_custom" | bc -l)" "$(echo "$total_default / $total_custom" | bc -l)"
+    local sums
+    sums=$(sql 1 "CHECKSUM TABLE sbtest.sbtest1, sbtest.sbtest2, sbtest.sbtest3, sbtest.sbtest4 EXTENDED")
+    for n in 2 3; do
+        [[ $(sql "$n" "CHECKSUM TABLE sbtest.sbtest1, sbtest.sbtest2, sbtest.sbtest3, sbtest.sbtest4 EXTENDED") == "$sums" ]] ||
+            { echo "checksums differ on m$n" >&2; exit 1; }
     done
 }
 

@@ -3,6 +3,7 @@
 mod support;
 
 mod admin;
+mod conflicts;
 mod coverage;
 mod deploy;
 mod gtid_mode;

@@ -20,7 +20,12 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::apply::claims::Claims;
 use crate::apply::scheduler::{Progress, Scheduler};
 use crate::apply::{Applier, ApplyError, Completed, TargetIdentity};
-use crate::config::{ApplySettings, ChannelConfig, Config, Master, SourceSettings, SslMode};
+use crate::config::{
+    ApplySettings, ChannelConfig, Config, ConflictMode, Master, SourceSettings, SslMode,
+};
+use crate::conflict::Lww;
+use crate::conflict::resolve::Resolver;
+use crate::conflict::tracker::Tracker;
 use crate::conn;
 use crate::filter::{self, Verdict};
 use crate::gtid::{Gtid, GtidSet, Uuid};
@@ -145,6 +150,8 @@ pub struct Channel {
     target_executed: Arc<Mutex<GtidSet>>,
     /// Set when other channels deliver to the same target: they take turns on a GTID.
     claims: Option<Arc<Claims>>,
+    /// Shared last-writer-wins state, when this channel resolves conflicts so.
+    lww: Option<Arc<Lww>>,
     state: Mutex<State>,
     desired: watch::Sender<Desired>,
 }
@@ -528,6 +535,14 @@ impl Channel {
                 &self.apply_settings,
                 self.claims.clone(),
                 self.target_executed.clone(),
+                self.lww.as_ref().map(|lww| {
+                    Resolver::new(
+                        lww.clone(),
+                        &self.config.name,
+                        self.config.target,
+                        &self.target.name,
+                    )
+                }),
                 self.source_settings.connect_timeout,
             )
         };
@@ -717,6 +732,33 @@ fn registration(config: &Config, index: usize, channel: &ChannelConfig) -> Regis
     }
 }
 
+/// The version tracker of a master reads its binlog as one more replica, with
+/// its own server_id and replica UUID (a source drops an older dump thread
+/// registered under the same ones).
+fn tracker_registration(config: &Config, index: usize, master: &Master) -> Registration {
+    let seed = identity::seed(&[
+        &identity::hostname(),
+        &config.relay.report_host,
+        &config.relay.report_port.to_string(),
+        &std::process::id().to_string(),
+        "version-tracker",
+        &master.name,
+    ]);
+    let channels = u32::try_from(config.channels.len()).unwrap_or(0);
+    Registration {
+        server_id: match config.relay.server_id {
+            Some(base) => base
+                .wrapping_add(channels)
+                .wrapping_add(u32::try_from(index).unwrap_or(0)),
+            None => identity::server_id(seed),
+        },
+        replica_uuid: identity::uuid(seed),
+        report_host: config.relay.report_host.clone(),
+        report_port: config.relay.report_port,
+        heartbeat: config.source.heartbeat,
+    }
+}
+
 const IDLE_SQL_STATE: &str = "Replica has read all relay log; waiting for more updates";
 
 impl Progress for Channel {
@@ -773,6 +815,9 @@ impl Progress for Channel {
 /// All channels of one relay process.
 pub struct Relay {
     channels: Vec<Arc<Channel>>,
+    /// Version trackers, one per master, when some channel uses last-writer-wins.
+    trackers: Mutex<Vec<Tracker>>,
+    lww: Option<Arc<Lww>>,
 }
 
 impl Relay {
@@ -786,6 +831,34 @@ impl Relay {
             .iter()
             .map(|executed| Arc::new(Claims::new(executed.clone())))
             .collect();
+        let lww = Lww::for_config(config);
+        // A pair of masters converges only if both directions decide alike.
+        if lww.is_some()
+            && let Some(other) = config
+                .channels
+                .iter()
+                .find(|c| c.conflict != ConflictMode::LastWriterWins)
+        {
+            warn!(channel = %other.name, conflict = other.conflict.as_str(),
+                "some channels use last-writer-wins and this one does not: masters can keep \
+                 different versions of a row written on both; use last-writer-wins on every channel");
+        }
+        let trackers = match &lww {
+            None => Vec::new(),
+            Some(lww) => config
+                .masters
+                .iter()
+                .enumerate()
+                .map(|(index, master)| Tracker {
+                    index,
+                    master: master.clone(),
+                    masters: config.masters.clone(),
+                    lww: lww.clone(),
+                    registration: tracker_registration(config, index, master),
+                    settings: config.source.clone(),
+                })
+                .collect(),
+        };
         let channels = config
             .channels
             .iter()
@@ -810,26 +883,43 @@ impl Relay {
                         .count()
                         > 1)
                     .then(|| claims_by_target[c.target].clone()),
+                    lww: lww
+                        .clone()
+                        .filter(|_| c.conflict == ConflictMode::LastWriterWins),
                     state: Mutex::new(State::default()),
                     desired,
                 })
             })
             .collect();
-        Relay { channels }
+        Relay {
+            channels,
+            trackers: Mutex::new(trackers),
+            lww,
+        }
     }
 
     /// Run every channel until `shutdown` resolves, then stop them cleanly:
     /// each finishes or rolls back the transaction it is in.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let tasks: Vec<JoinHandle<()>> = self
+        if let Some(lww) = &self.lww
+            && let Err(e) = lww.log.open()
+        {
+            error!(log = %lww.log.path().display(), "cannot open the conflict log: {e}");
+        }
+        let trackers: Vec<Tracker> =
+            std::mem::take(&mut *self.trackers.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut tasks: Vec<JoinHandle<()>> = trackers
+            .into_iter()
+            .map(|t| tokio::spawn(t.run(stop_rx.clone())))
+            .collect();
+        tasks.extend(self
             .channels
             .iter()
             .map(|c| {
                 info!(channel = %c.name(), conflict = c.config.conflict.as_str(), server_id = c.registration.server_id, routes = c.config.routes.rules.len(), ddl = c.config.routes.ddl, "starting channel");
                 tokio::spawn(c.clone().supervise(stop_rx.clone()))
-            })
-            .collect();
+            }));
         shutdown.await;
         info!("shutting down: stopping channels at transaction boundaries");
         let _ = stop_tx.send(true);

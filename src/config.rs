@@ -102,6 +102,10 @@ pub struct Master {
     pub user: String,
     pub password: Secret,
     pub tls: Tls,
+    /// Breaks ties between equal original commit timestamps under
+    /// last-writer-wins: the higher priority wins. Defaults to the order in the
+    /// file (the first master listed has the highest).
+    pub priority: i64,
 }
 
 /// How apply errors are handled on a channel.
@@ -113,6 +117,10 @@ pub enum ConflictMode {
     Strict,
     /// `rbr_exec_mode=IDEMPOTENT`: missing rows and duplicate keys are ignored.
     Idempotent,
+    /// Detect rows changed on the target since the source's before-image and
+    /// keep the version with the later original commit timestamp
+    /// (`crate::conflict`).
+    LastWriterWins,
 }
 
 impl ConflictMode {
@@ -120,6 +128,7 @@ impl ConflictMode {
         match self {
             ConflictMode::Strict => "strict",
             ConflictMode::Idempotent => "idempotent",
+            ConflictMode::LastWriterWins => "last-writer-wins",
         }
     }
 }
@@ -160,6 +169,24 @@ pub struct ApplySettings {
     /// harmless, but readers of the target then never see an order the source
     /// did not have).
     pub preserve_commit_order: bool,
+    /// Settings of last-writer-wins; used by channels in that mode.
+    pub lww: LwwSettings,
+}
+
+/// Last-writer-wins: where conflicts are logged and how long row versions are remembered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LwwSettings {
+    /// JSONL file, one line per conflict.
+    pub conflict_log: PathBuf,
+    /// Row versions older than this (by original commit time, relative to the
+    /// newest seen on the same master) are forgotten: a conflict against such
+    /// a row is decided for the incoming version.
+    pub version_window: Duration,
+    /// At most this many row versions are remembered per master.
+    pub version_max_keys: usize,
+    /// How long an apply session waits for the version tracker of its target to
+    /// catch up before retrying the transaction.
+    pub version_wait: Duration,
 }
 
 /// An account of the admin SQL endpoint; the password is stored hashed.
@@ -255,6 +282,7 @@ struct RawMaster {
     password_env: Option<Spanned<String>>,
     #[serde(default)]
     tls: Option<Spanned<RawTls>>,
+    priority: Option<i64>,
 }
 
 fn default_mysql_port() -> u16 {
@@ -312,6 +340,10 @@ struct RawApply {
     statement_timeout_secs: Option<f64>,
     workers: Option<Spanned<usize>>,
     preserve_commit_order: Option<bool>,
+    conflict_log: Option<PathBuf>,
+    version_window_secs: Option<Spanned<f64>>,
+    version_max_keys: Option<Spanned<usize>>,
+    version_wait_secs: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -411,8 +443,14 @@ impl Config {
     fn from_raw(src: &Source<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         let masters_span = raw.masters.span();
         let mut masters = Vec::new();
-        for (i, m) in raw.masters.into_inner().into_iter().enumerate() {
-            masters.push(resolve_master(src, i, m)?);
+        let raw_masters = raw.masters.into_inner();
+        let count = i64::try_from(raw_masters.len()).unwrap_or(i64::MAX);
+        for (i, m) in raw_masters.into_iter().enumerate() {
+            let mut master = resolve_master(src, i, m)?;
+            if master.priority == i64::MIN {
+                master.priority = count - i64::try_from(i).unwrap_or(count);
+            }
+            masters.push(master);
         }
         if masters.len() < 2 {
             return Err(src.err(
@@ -468,7 +506,9 @@ impl Config {
             // (docs/benchmarks.md) but has shown a stuck transaction in the
             // three-master test, not understood yet.
             .unwrap_or(true);
+        let lww = resolve_lww(src, raw.apply.as_ref())?;
         let apply = ApplySettings {
+            lww,
             statement_timeout,
             workers,
             preserve_commit_order,
@@ -638,6 +678,42 @@ fn resolve_master(
         user: m.user,
         password,
         tls,
+        // i64::MIN: unset, replaced by the position in the file.
+        priority: m.priority.unwrap_or(i64::MIN),
+    })
+}
+
+fn resolve_lww(src: &Source<'_>, raw: Option<&RawApply>) -> Result<LwwSettings, ConfigError> {
+    let secs = |v: Option<&Spanned<f64>>, key: &str, default: f64| match v {
+        Some(s) if !(*s.get_ref() > 0.0 && s.get_ref().is_finite()) => {
+            Err(src.err(s.span(), key, "must be a positive number of seconds"))
+        }
+        Some(s) => Ok(Duration::from_secs_f64(*s.get_ref())),
+        None => Ok(Duration::from_secs_f64(default)),
+    };
+    let version_max_keys = match raw.and_then(|a| a.version_max_keys.as_ref()) {
+        Some(v) if *v.get_ref() < 1000 => {
+            return Err(src.err(v.span(), "apply.version_max_keys", "must be at least 1000"));
+        }
+        Some(v) => *v.get_ref(),
+        None => 1_000_000,
+    };
+    Ok(LwwSettings {
+        conflict_log: src.resolve(
+            raw.and_then(|a| a.conflict_log.as_deref())
+                .unwrap_or(Path::new("conflicts.jsonl")),
+        ),
+        version_window: secs(
+            raw.and_then(|a| a.version_window_secs.as_ref()),
+            "apply.version_window_secs",
+            3600.0,
+        )?,
+        version_max_keys,
+        version_wait: secs(
+            raw.and_then(|a| a.version_wait_secs.as_ref()),
+            "apply.version_wait_secs",
+            30.0,
+        )?,
     })
 }
 
@@ -901,6 +977,36 @@ password = "pw2"
         parse(text)
             .expect_err("config should be rejected")
             .to_string()
+    }
+
+    #[test]
+    fn last_writer_wins_settings_and_master_priorities() {
+        let c = parse(&format!(
+            "[apply]\nconflict = \"last-writer-wins\"\nconflict_log = \"c.jsonl\"\n\
+             version_window_secs = 60\n{TWO}\npriority = 9\n"
+        ))
+        .expect("valid");
+        assert!(
+            c.channels
+                .iter()
+                .all(|ch| ch.conflict == ConflictMode::LastWriterWins)
+        );
+        assert_eq!(c.apply.lww.conflict_log, PathBuf::from("/etc/c.jsonl"));
+        assert_eq!(c.apply.lww.version_window, Duration::from_secs(60));
+        assert_eq!(c.apply.lww.version_max_keys, 1_000_000);
+        // m1 by its place in the file (first of two), m2 as configured.
+        assert_eq!((c.masters[0].priority, c.masters[1].priority), (2, 9));
+        let defaults = parse(TWO).expect("valid");
+        assert_eq!(
+            defaults.apply.lww.conflict_log,
+            PathBuf::from("/etc/conflicts.jsonl")
+        );
+        assert!(
+            error(&format!("[apply]\nversion_window_secs = 0\n{TWO}"))
+                .contains("apply.version_window_secs")
+        );
+        let unknown = error(&format!("[apply]\nconflict = \"newest\"\n{TWO}"));
+        assert!(unknown.contains("last-writer-wins"), "{unknown}");
     }
 
     #[test]

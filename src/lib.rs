@@ -5,6 +5,7 @@ pub mod admin;
 pub mod apply;
 pub mod channel;
 pub mod config;
+pub mod conflict;
 pub mod conn;
 pub mod filter;
 pub mod gravity;

@@ -19,6 +19,8 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use crate::config::{ApplySettings, ConflictMode, Master};
+use crate::conflict::ConflictError;
+use crate::conflict::resolve::Resolver;
 use crate::conn::{self, ConnError, quote_ident, quote_str};
 use crate::gtid::{GtidSet, Uuid};
 use crate::source::assemble::{Fde, Statement, Step, TxnHeader};
@@ -28,6 +30,15 @@ use claims::{Claim, Claimed, Claims};
 use session::SessionState;
 
 const ER_BAD_DB_ERROR: u32 = 1049;
+
+/// Under last-writer-wins the target is written to concurrently by design, so
+/// errors a replica counts as temporary are retried (the transaction is sent
+/// again and compared again): deadlock (1213), lock wait timeout (1205), and a
+/// row that appeared (1062) or vanished (1032) between the comparison and the
+/// BINLOG statement — under READ COMMITTED an absent key is not locked —
+/// unless the statement holds rows of a table without a key, applied strictly.
+const LWW_RETRIED_ALWAYS: [u32; 2] = [1213, 1205];
+const LWW_RETRIED_KEYED: [u32; 2] = [1062, 1032];
 
 /// MySQL's UNDEFINED_SERVER_VERSION in GTID events.
 const UNDEFINED_SERVER_VERSION: u32 = 0x00FF_FFFF;
@@ -56,6 +67,15 @@ pub enum ApplyError {
         what: String,
         transient: bool,
     },
+    #[error(
+        "Worker failed executing transaction '{gtid}' on target {target}; last-writer-wins: {source}"
+    )]
+    Conflict {
+        target: String,
+        gtid: String,
+        #[source]
+        source: ConflictError,
+    },
 }
 
 impl ApplyError {
@@ -63,6 +83,7 @@ impl ApplyError {
         match self {
             ApplyError::Connect(e) => e.errno(),
             ApplyError::Setup { errno, .. } | ApplyError::Transaction { errno, .. } => *errno,
+            ApplyError::Conflict { source, .. } => source.errno(),
         }
     }
 
@@ -73,6 +94,7 @@ impl ApplyError {
             ApplyError::Setup { transient, .. } | ApplyError::Transaction { transient, .. } => {
                 *transient
             }
+            ApplyError::Conflict { source, .. } => source.is_transient(),
         }
     }
 }
@@ -130,6 +152,11 @@ pub struct Applier {
     /// is not sent.
     skip: Option<Skip>,
     session: SessionState,
+    /// Last-writer-wins conflict resolution, when the channel uses it.
+    resolver: Option<Resolver>,
+    /// The BINLOG statement being run is applied strictly even under
+    /// last-writer-wins (rows of a table without a key).
+    strict_statement: bool,
 }
 
 impl Applier {
@@ -139,6 +166,7 @@ impl Applier {
         settings: &ApplySettings,
         claims: Option<Arc<Claims>>,
         executed: Arc<Mutex<GtidSet>>,
+        resolver: Option<Resolver>,
         timeout: Duration,
     ) -> Result<(Applier, TargetIdentity), ApplyError> {
         let mut c = conn::connect(target, timeout).await?;
@@ -153,6 +181,16 @@ impl Applier {
         let mut init = String::from("SET @@SESSION.pseudo_replica_mode = 1");
         if conflict == ConflictMode::Idempotent {
             init.push_str(", @@SESSION.rbr_exec_mode = 'IDEMPOTENT'");
+        }
+        if conflict == ConflictMode::LastWriterWins {
+            // The comparison reads rows FOR UPDATE. Under REPEATABLE READ a key
+            // that is absent would take a gap lock, which the rows of another
+            // worker's transaction (independent on the source) may need: with
+            // commit order preserved that worker can wait for the lock while
+            // the lock holder waits for its commit turn, a cycle InnoDB cannot
+            // see (it ends in a lock wait timeout). READ COMMITTED locks only
+            // the rows read, which the transaction writes anyway.
+            init.push_str(", @@SESSION.transaction_isolation = 'READ-COMMITTED'");
         }
         c.query_drop(init)
             .await
@@ -199,6 +237,8 @@ impl Applier {
                 claim: None,
                 skip: None,
                 session: SessionState::default(),
+                resolver,
+                strict_statement: false,
             },
             identity,
         ))
@@ -232,6 +272,10 @@ impl Applier {
                     let sql = format!("BINLOG '{}'", BASE64.encode(&fde.event));
                     self.exec(sql, "the source's FORMAT_DESCRIPTION event")
                         .await?;
+                    if let Some(r) = &mut self.resolver {
+                        r.format_description(&fde.event)
+                            .map_err(|e| self.conflict_error(e))?;
+                    }
                     self.fde = Some(fde);
                 }
                 Ok(None)
@@ -239,6 +283,9 @@ impl Applier {
             // GTID_NEXT is set right before the transaction's first statement:
             // a statement failing in between (a USE, say) would release the GTID.
             Step::Begin(header) => {
+                if let Some(r) = &mut self.resolver {
+                    r.begin(&header);
+                }
                 self.current = Some(header);
                 self.gtid_next_pending = true;
                 self.skip = None;
@@ -255,6 +302,16 @@ impl Applier {
                 Ok(None)
             }
             Step::Rows(mut event) => {
+                // Last-writer-wins looks at each event before it is applied,
+                // inside the transaction: GTID_NEXT and BEGIN must be sent by now.
+                if self.resolver.is_some() {
+                    self.send_deferred().await?;
+                    if let Some(r) = &mut self.resolver
+                        && let Err(e) = r.check(&mut self.conn, &event).await
+                    {
+                        return Err(self.conflict_error(e));
+                    }
+                }
                 if event_bytes::is_table_map(&event) {
                     self.statement_maps.push(event.clone());
                     self.push_rows(&event);
@@ -280,7 +337,12 @@ impl Applier {
                 if ends {
                     self.statement_maps.clear();
                 }
-                if (ends || cut) && self.pending_rows.len() >= self.max_statement_bytes {
+                // Under last-writer-wins each source statement is applied before
+                // the next one is compared with the target.
+                if (ends || cut)
+                    && (self.pending_rows.len() >= self.max_statement_bytes
+                        || self.resolver.is_some())
+                {
                     self.flush_rows().await?;
                 }
                 if cut {
@@ -298,6 +360,9 @@ impl Applier {
                     "COMMIT",
                 )
                 .await?;
+                if let Some(r) = &mut self.resolver {
+                    r.committed();
+                }
                 Ok(self.complete())
             }
             Step::Rollback => {
@@ -305,6 +370,9 @@ impl Applier {
                 // GTID is still executed on the target, as a native replica does.
                 self.pending_rows.clear();
                 self.statement_maps.clear();
+                if let Some(r) = &mut self.resolver {
+                    r.rolled_back();
+                }
                 let gtid = self.current_gtid();
                 let sql = format!(
                     "ROLLBACK; SET @@SESSION.GTID_NEXT = {}; BEGIN; COMMIT; SET @@SESSION.GTID_NEXT = 'AUTOMATIC'",
@@ -314,6 +382,9 @@ impl Applier {
                 Ok(self.complete())
             }
             Step::Ddl(stmt) => {
+                if let Some(r) = &mut self.resolver {
+                    r.schema_changed();
+                }
                 self.statement(&stmt).await?;
                 if self.skip.is_some() {
                     self.end_skipped().await?;
@@ -339,6 +410,9 @@ impl Applier {
             self.session = SessionState::default();
         }
         // When GTID_NEXT was only deferred, the ROLLBACK below is harmless.
+        if let Some(r) = &mut self.resolver {
+            r.rolled_back();
+        }
         let gtid_was_set = !std::mem::take(&mut self.gtid_next_pending);
         if self.current.take().is_some() && gtid_was_set {
             let _ = self
@@ -376,7 +450,31 @@ impl Applier {
             sql.insert_str(0, &format!("{deferred}; "));
             what = "session settings and row events";
         }
-        self.exec(sql, what).await
+        let Some((fixups, unkeyed)) = self.resolver.as_mut().map(Resolver::take_statement) else {
+            return self.exec(sql, what).await;
+        };
+        // Errors on rows of tables without a key stop the channel, as in strict mode.
+        self.strict_statement = unkeyed;
+        let applied = self.exec(sql, what).await;
+        self.strict_statement = false;
+        applied?;
+        for fixup in fixups {
+            let what = format!("keeping the winning version: {}", truncate(&fixup, 200));
+            self.exec(fixup, &what).await?;
+        }
+        Ok(())
+    }
+
+    /// Send the deferred statements on their own, when the next statement is
+    /// not the applier's to send (last-writer-wins reads inside the transaction).
+    async fn send_deferred(&mut self) -> Result<(), ApplyError> {
+        match self.deferred.take() {
+            Some(deferred) => {
+                self.exec(deferred, "session settings, GTID_NEXT and BEGIN")
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Whether the source's events end with a CRC32 (as its FDE announced).
@@ -392,6 +490,14 @@ impl Applier {
             message: e.to_string(),
             what: "cutting a long statement's row events".into(),
             transient: false,
+        }
+    }
+
+    fn conflict_error(&self, source: ConflictError) -> ApplyError {
+        ApplyError::Conflict {
+            target: self.target.clone(),
+            gtid: self.current_gtid(),
+            source,
         }
     }
 
@@ -577,16 +683,20 @@ impl Applier {
     }
 
     fn error(&self, e: &mysql_async::Error, what: String) -> ApplyError {
+        let errno = conn::errno_of(e);
         ApplyError::Transaction {
             target: self.target.clone(),
             gtid: self.current_gtid(),
-            errno: conn::errno_of(e),
+            errno,
             message: match e {
                 mysql_async::Error::Server(s) => s.message.clone(),
                 other => other.to_string(),
             },
             what,
-            transient: conn::is_transient(e),
+            transient: conn::is_transient(e)
+                || (self.resolver.is_some()
+                    && (LWW_RETRIED_ALWAYS.contains(&errno)
+                        || (!self.strict_statement && LWW_RETRIED_KEYED.contains(&errno)))),
         }
     }
 }

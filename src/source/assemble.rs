@@ -165,7 +165,7 @@ pub fn has_crc(event: &Event) -> bool {
     )
 }
 
-fn header_of(event: &Event, g: &GtidEvent) -> Result<TxnHeader, AssembleError> {
+pub(crate) fn header_of(event: &Event, g: &GtidEvent) -> Result<TxnHeader, AssembleError> {
     let tag = match g.tag() {
         Some(t) => Some(
             t.as_str()

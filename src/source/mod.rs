@@ -127,6 +127,8 @@ pub struct Registration {
 pub struct SourceIdentity {
     pub uuid: Uuid,
     pub server_id: u32,
+    /// The source's gtid_executed when the dump started.
+    pub executed: GtidSet,
 }
 
 /// An open binlog dump.
@@ -265,7 +267,11 @@ pub async fn open(
         .await
         .map_err(|e| query_error(master, "requesting the binlog dump", e))?;
     Ok((
-        SourceIdentity { uuid, server_id },
+        SourceIdentity {
+            uuid,
+            server_id,
+            executed: source_executed,
+        },
         BinlogSource {
             master: master.name.clone(),
             stream,
