@@ -10,12 +10,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value as Json;
 
-use crate::support::relay::{InProcess, RELAY_PASSWORD, TempDir, checksums, config_text};
+use crate::support::relay::{InProcess, TempDir, checksums, config_text, connect};
 use crate::support::{Sandbox, wait_for};
 
 const ROWS: u32 = 20;
@@ -38,16 +37,6 @@ fn seed_sql() -> String {
         "SET sql_log_bin = 0; INSERT INTO lww.items VALUES {}",
         rows.join(", ")
     )
-}
-
-async fn connect(port: u16) -> Conn {
-    let opts = OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("relay"))
-        .pass(Some(RELAY_PASSWORD))
-        .prefer_socket(false);
-    Conn::new(opts).await.expect("writer connect")
 }
 
 /// One writer until `deadline`: mostly updates of the shared rows, some

@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
 
-use crate::support::relay::{RELAY_PASSWORD, checksums};
+use crate::support::relay::{RELAY_PASSWORD, checksums, connect};
 use crate::support::{Sandbox, wait_for};
 
 const ADMIN: &str = "admin";
@@ -92,13 +91,7 @@ fn write_load(port: u16, stop: &AtomicBool) -> Load {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let opts = OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .user(Some("relay"))
-            .pass(Some(RELAY_PASSWORD))
-            .prefer_socket(false);
-        let mut conn = Conn::new(opts).await.expect("load connect");
+        let mut conn = connect(port).await;
         let mut load = Load::default();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut n: u64 = 0;

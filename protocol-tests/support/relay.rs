@@ -15,6 +15,19 @@ use super::{Sandbox, wait_for};
 /// The sandbox's relay account password (deploy/sandbox.sh).
 pub const RELAY_PASSWORD: &str = "relay-sandbox-pw";
 
+/// A connection to a sandbox master over loopback TCP, as the relay account.
+pub async fn connect(port: u16) -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("relay"))
+        .pass(Some(RELAY_PASSWORD))
+        .prefer_socket(false);
+    mysql_async::Conn::new(opts)
+        .await
+        .expect("connect to a sandbox master")
+}
+
 /// A relay configuration for masters `which` of `sb`, plus `extra` TOML.
 pub fn config_text(sb: &Sandbox, which: &[u8], extra: &str) -> String {
     let mut text = String::from(

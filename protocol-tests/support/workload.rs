@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
+
+use super::relay::connect;
 
 use super::Sandbox;
 
@@ -38,16 +39,6 @@ pub fn seed_sql(origin: &str) -> String {
 pub struct Report {
     pub commits: Vec<(String, u64)>,
     pub elapsed: Duration,
-}
-
-async fn connect(port: u16) -> Conn {
-    let opts = OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("relay"))
-        .pass(Some(super::relay::RELAY_PASSWORD))
-        .prefer_socket(false);
-    Conn::new(opts).await.expect("workload connect")
 }
 
 /// One writer: transactions on `port` as origin `origin`, sequence numbers

@@ -96,16 +96,17 @@ mod tests {
         }
     }
 
+    fn claim_in_background(claims: &Arc<Claims>, gtid: &Gtid) -> tokio::task::JoinHandle<Claimed> {
+        let (claims, gtid) = (claims.clone(), gtid.clone());
+        tokio::spawn(async move { claims.claim(&gtid).await })
+    }
+
     #[tokio::test]
     async fn a_second_claim_waits_for_the_first_to_be_released() {
         let claims = Arc::new(Claims::new(Arc::default()));
         let gtid: Gtid = "11111111-1111-1111-1111-111111111111:7".parse().unwrap();
         let first = held(claims.claim(&gtid).await);
-        let waiting = tokio::spawn({
-            let claims = claims.clone();
-            let gtid = gtid.clone();
-            async move { claims.claim(&gtid).await }
-        });
+        let waiting = claim_in_background(&claims, &gtid);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "claimed twice at once");
         drop(first);
@@ -123,11 +124,7 @@ mod tests {
         let claims = Arc::new(Claims::new(executed.clone()));
         let gtid: Gtid = "11111111-1111-1111-1111-111111111111:8".parse().unwrap();
         let first = held(claims.claim(&gtid).await);
-        let waiting = tokio::spawn({
-            let claims = claims.clone();
-            let gtid = gtid.clone();
-            async move { claims.claim(&gtid).await }
-        });
+        let waiting = claim_in_background(&claims, &gtid);
         tokio::time::sleep(Duration::from_millis(50)).await;
         executed.lock().unwrap().insert(&gtid);
         drop(first);

@@ -29,16 +29,7 @@ impl ConflictLog {
 
     /// Open (create) the file now, to report a bad path at startup rather than at the first conflict.
     pub fn open(&self) -> std::io::Result<()> {
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if file.is_none() {
-            *file = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
-        }
-        Ok(())
+        self.with_file(|_| Ok(()))
     }
 
     /// Append `records`, one line each.
@@ -51,22 +42,24 @@ impl ConflictLog {
             text.push_str(&r.to_string());
             text.push('\n');
         }
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if file.is_none() {
-            *file = Some(
+        self.with_file(|f| {
+            f.write_all(text.as_bytes())?;
+            f.flush()
+        })
+    }
+
+    fn with_file<T>(&self, f: impl FnOnce(&mut File) -> std::io::Result<T>) -> std::io::Result<T> {
+        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let file = match &mut *slot {
+            Some(file) => file,
+            empty => empty.insert(
                 OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&self.path)?,
-            );
-        }
-        match file.as_mut() {
-            Some(f) => {
-                f.write_all(text.as_bytes())?;
-                f.flush()
-            }
-            None => Ok(()),
-        }
+            ),
+        };
+        f(file)
     }
 }
 
