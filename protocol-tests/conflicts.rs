@@ -273,9 +273,11 @@ fn last_writer_wins_converges_under_concurrent_updates() {
             "row {id} ends as a version that lost a conflict: {e}"
         );
     }
+    let reconnects: u64 = relay.status().iter().map(|c| c.reconnects).sum();
     eprintln!(
         "last-writer-wins: {ok} writes in {load:?}, {} conflicts logged ({by_channel:?}), \
-         {lost_checked} losing versions checked, converged at {executed} in {:?}",
+         {lost_checked} losing versions checked, converged at {executed} in {:?}, \
+         {reconnects} session restarts",
         entries.len(),
         started.elapsed()
     );

@@ -37,8 +37,12 @@ const ER_BAD_DB_ERROR: u32 = 1049;
 /// row that appeared (1062) or vanished (1032) between the comparison and the
 /// BINLOG statement — under READ COMMITTED an absent key is not locked —
 /// unless the statement holds rows of a table without a key, applied strictly.
-const LWW_RETRIED_ALWAYS: [u32; 2] = [1213, 1205];
-const LWW_RETRIED_KEYED: [u32; 2] = [1062, 1032];
+const LWW_RETRIED_ALWAYS: [u32; 2] = [ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT];
+const LWW_RETRIED_KEYED: [u32; 2] = [ER_DUP_ENTRY, ER_KEY_NOT_FOUND];
+const ER_LOCK_DEADLOCK: u32 = 1213;
+const ER_LOCK_WAIT_TIMEOUT: u32 = 1205;
+const ER_DUP_ENTRY: u32 = 1062;
+const ER_KEY_NOT_FOUND: u32 = 1032;
 
 /// MySQL's UNDEFINED_SERVER_VERSION in GTID events.
 const UNDEFINED_SERVER_VERSION: u32 = 0x00FF_FFFF;
@@ -84,6 +88,24 @@ impl ApplyError {
             ApplyError::Connect(e) => e.errno(),
             ApplyError::Setup { errno, .. } | ApplyError::Transaction { errno, .. } => *errno,
             ApplyError::Conflict { source, .. } => source.errno(),
+        }
+    }
+
+    /// A conflict with other sessions of the target, on a connection that is
+    /// fine: the transaction can be sent again on the same session, as a
+    /// replica retries it (replica_transaction_retries). A deadlock InnoDB
+    /// broke always; a row that appeared or vanished under last-writer-wins
+    /// (where it is marked transient). Not a lock wait timeout: the lock may be
+    /// held by a later transaction of this channel waiting for its commit
+    /// turn, a cycle only a restart of the session breaks.
+    pub fn is_retryable_in_session(&self) -> bool {
+        let errno = self.errno();
+        let temporary = errno == ER_LOCK_DEADLOCK;
+        let raced = matches!(errno, ER_DUP_ENTRY | ER_KEY_NOT_FOUND);
+        match self {
+            ApplyError::Transaction { transient, .. } => temporary || (*transient && raced),
+            ApplyError::Conflict { source, .. } => source.is_transient() && (temporary || raced),
+            ApplyError::Connect(_) | ApplyError::Setup { .. } => false,
         }
     }
 
@@ -755,7 +777,30 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::names_its_database;
+    use super::{ApplyError, names_its_database};
+
+    fn failed(errno: u32, transient: bool) -> ApplyError {
+        ApplyError::Transaction {
+            target: "m1".into(),
+            gtid: String::new(),
+            errno,
+            message: String::new(),
+            what: String::new(),
+            transient,
+        }
+    }
+
+    #[test]
+    fn deadlocks_and_lww_races_are_retried_in_the_session() {
+        assert!(failed(1213, false).is_retryable_in_session());
+        // Last-writer-wins marks a raced key transient; strict mode does not.
+        assert!(failed(1062, true).is_retryable_in_session());
+        assert!(!failed(1062, false).is_retryable_in_session());
+        assert!(!failed(1032, false).is_retryable_in_session());
+        // The lock may belong to this channel's next transaction: restart instead.
+        assert!(!failed(1205, true).is_retryable_in_session());
+        assert!(!failed(2013, true).is_retryable_in_session());
+    }
 
     #[test]
     fn database_statements_are_recognised() {

@@ -77,6 +77,54 @@ struct Done {
     result: Result<Option<Completed>, ApplyError>,
 }
 
+/// How often a transaction that hit a temporary conflict is sent again on its
+/// session (MySQL's replica_transaction_retries default) before the channel's
+/// session is restarted instead.
+const RETRIES: u32 = 10;
+/// A transaction is kept for a retry up to this size; a larger one is retried
+/// by restarting the session, which asks the source for it again.
+const RETRY_BUFFER_BYTES: usize = 4 << 20;
+
+/// The steps of the transaction in progress, for sending it again.
+#[derive(Default)]
+struct Replay {
+    steps: Vec<Step>,
+    bytes: usize,
+    overflowed: bool,
+}
+
+impl Replay {
+    fn record(&mut self, step: &Step) {
+        if matches!(step, Step::Begin(_)) {
+            *self = Replay::default();
+        }
+        if self.overflowed {
+            return;
+        }
+        self.bytes += match step {
+            Step::Rows(event) => event.len(),
+            Step::Query(stmt) | Step::Ddl(stmt) => stmt.sql.len(),
+            _ => 0,
+        };
+        if self.bytes > RETRY_BUFFER_BYTES {
+            self.overflowed = true;
+            self.steps = Vec::new();
+        } else {
+            self.steps.push(step.clone());
+        }
+    }
+
+    /// Roll back and send the recorded steps again; the result of the last.
+    async fn run(&self, applier: &mut Applier) -> Result<Option<Completed>, ApplyError> {
+        applier.rollback().await;
+        let mut last = Ok(None);
+        for step in &self.steps {
+            last = Ok(applier.apply(step.clone()).await?);
+        }
+        last
+    }
+}
+
 async fn worker(
     id: usize,
     mut applier: Applier,
@@ -84,12 +132,29 @@ async fn worker(
     done: mpsc::UnboundedSender<Done>,
     order: Option<Arc<CommitOrder>>,
 ) {
+    let mut replay = Replay::default();
     while let Some(Work { index, step }) = rx.recv().await {
         let ends = step.ends_transaction();
         if ends && let Some(order) = &order {
             order.wait_turn(index).await;
         }
-        let result = applier.apply(step).await;
+        replay.record(&step);
+        let mut result = applier.apply(step).await;
+        let mut retries = 0;
+        while let Err(e) = &result
+            && e.is_retryable_in_session()
+            && !replay.overflowed
+            && retries < RETRIES
+        {
+            retries += 1;
+            tracing::debug!(
+                worker = id,
+                errno = e.errno(),
+                retries,
+                "{e}; sending the transaction again"
+            );
+            result = replay.run(&mut applier).await;
+        }
         let failed = result.is_err();
         if ends || failed {
             if let Some(order) = &order
@@ -449,6 +514,26 @@ mod tests {
 
     /// Transactions the target got from another channel after the reader let
     /// them through never reach a worker (here there is none to reach).
+    #[test]
+    fn a_transaction_is_recorded_for_a_retry_up_to_its_budget() {
+        let mut replay = Replay::default();
+        for step in transaction(1, 0) {
+            replay.record(&step);
+        }
+        assert_eq!(replay.steps.len(), 4);
+        assert!(!replay.overflowed);
+        // The next transaction starts a new record.
+        let steps = transaction(2, 1);
+        replay.record(&steps[0]);
+        assert_eq!(replay.steps.len(), 1);
+        // One that outgrows the budget is not kept at all.
+        replay.record(&Step::Rows(vec![0; RETRY_BUFFER_BYTES + 1]));
+        assert!(replay.overflowed);
+        assert!(replay.steps.is_empty());
+        replay.record(&Step::Commit);
+        assert!(replay.steps.is_empty());
+    }
+
     #[tokio::test]
     async fn transactions_the_target_has_are_skipped_without_a_worker() {
         let progress = Arc::new(Recorder {
