@@ -466,18 +466,12 @@ impl Applier {
         // Taken, not copied: a statement may be as large as the largest event.
         let mut sql = std::mem::take(&mut self.pending_rows);
         sql.push('\'');
-        let mut what = "row events";
-        if let Some(deferred) = self.deferred.take() {
-            // In place: exec_bytes would join them into a copy.
-            sql.insert_str(0, &format!("{deferred}; "));
-            what = "session settings and row events";
-        }
         let Some((fixups, unkeyed)) = self.resolver.as_mut().map(Resolver::take_statement) else {
-            return self.exec(sql, what).await;
+            return self.exec(sql, "row events").await;
         };
         // Errors on rows of tables without a key stop the channel, as in strict mode.
         self.strict_statement = unkeyed;
-        let applied = self.exec(sql, what).await;
+        let applied = self.exec(sql, "row events").await;
         self.strict_statement = false;
         applied?;
         for fixup in fixups {
@@ -558,7 +552,7 @@ impl Applier {
         }
         let text = String::from_utf8_lossy(&stmt.sql).into_owned();
         let what = format!("query: {}", truncate(&text, 200));
-        self.exec_bytes(&stmt.sql, what).await
+        self.exec_bytes(stmt.sql.clone(), what).await
     }
 
     /// True when the rest of the current transaction is to be skipped. When
@@ -630,7 +624,7 @@ impl Applier {
     }
 
     async fn exec(&mut self, sql: String, what: &str) -> Result<(), ApplyError> {
-        self.exec_bytes(sql.as_bytes(), what.to_string()).await
+        self.exec_bytes(sql.into_bytes(), what.to_string()).await
     }
 
     /// Send `sql` in front of the next statement that is sent.
@@ -652,17 +646,17 @@ impl Applier {
     /// SERVER_MORE_RESULTS_EXISTS, so the reply to the BINLOG statement says
     /// nothing follows; the client stops reading there and the next reply
     /// arrives out of turn ("Packets out of sync"). Statements in front of a
-    /// BINLOG statement are fine.
-    async fn exec_bytes(&mut self, sql: &[u8], what: String) -> Result<(), ApplyError> {
-        let joined;
-        let (sql, what) = match self.deferred.take() {
+    /// BINLOG statement are fine. They go in front in place: a BINLOG
+    /// statement may be as large as the largest row event.
+    async fn exec_bytes(&mut self, mut sql: Vec<u8>, what: String) -> Result<(), ApplyError> {
+        let what = match self.deferred.take() {
             Some(deferred) => {
-                joined = [deferred.as_bytes(), b"; ", sql].concat();
-                (&joined[..], format!("session settings and {what}"))
+                sql.splice(0..0, format!("{deferred}; ").into_bytes());
+                format!("session settings and {what}")
             }
-            None => (sql, what),
+            None => what,
         };
-        let run = self.conn.query_drop(sql);
+        let run = self.conn.query_drop(&sql[..]);
         let result = match self.statement_timeout {
             None => run.await,
             Some(limit) => match tokio::time::timeout(limit, run).await {
