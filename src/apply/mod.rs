@@ -335,8 +335,8 @@ impl Applier {
                     }
                 }
                 if event_bytes::is_table_map(&event) {
-                    self.statement_maps.push(event.clone());
-                    self.push_rows(&event);
+                    push_event(&mut self.pending_rows, &event);
+                    self.statement_maps.push(event);
                     return Ok(None);
                 }
                 let ends = event_bytes::ends_statement(&event);
@@ -354,7 +354,7 @@ impl Applier {
                     event_bytes::mark_statement_end(&mut event, self.crc())
                         .map_err(|e| self.malformed(e))?;
                 }
-                self.push_rows(&event);
+                push_event(&mut self.pending_rows, &event);
                 drop(event);
                 if ends {
                     self.statement_maps.clear();
@@ -368,9 +368,8 @@ impl Applier {
                     self.flush_rows().await?;
                 }
                 if cut {
-                    for map in std::mem::take(&mut self.statement_maps) {
-                        self.push_rows(&map);
-                        self.statement_maps.push(map);
+                    for map in &self.statement_maps {
+                        push_event(&mut self.pending_rows, map);
                     }
                 }
                 Ok(None)
@@ -448,15 +447,6 @@ impl Applier {
 
     pub async fn close(self) {
         let _ = self.conn.disconnect().await;
-    }
-
-    fn push_rows(&mut self, event: &[u8]) {
-        if self.pending_rows.is_empty() {
-            self.pending_rows.push_str("BINLOG '");
-        } else {
-            self.pending_rows.push('\n');
-        }
-        BASE64.encode_string(event, &mut self.pending_rows);
     }
 
     async fn flush_rows(&mut self) -> Result<(), ApplyError> {
@@ -715,6 +705,16 @@ impl Applier {
                         || (!self.strict_statement && LWW_RETRIED_KEYED.contains(&errno)))),
         }
     }
+}
+
+/// Add a serialised event to the `BINLOG '<base64>…` statement being built.
+fn push_event(statement: &mut String, event: &[u8]) {
+    if statement.is_empty() {
+        statement.push_str("BINLOG '");
+    } else {
+        statement.push('\n');
+    }
+    BASE64.encode_string(event, statement);
 }
 
 /// The statements that open a transaction: the origin's commit time and server
