@@ -282,6 +282,81 @@ fn a_diverged_target_is_refused() {
     relay.stop();
 }
 
+/// Row events larger than a BINLOG statement's budget are assembled on the
+/// target from pieces (several of them for a 10 MiB row), in the middle of a
+/// cut statement and inside multi-statement transactions; a target whose
+/// max_allowed_packet cannot hold such a statement stops the channel with a
+/// message that names the limit, and nothing of the transaction is applied.
+#[test]
+fn row_events_larger_than_a_statement_are_assembled_on_the_target() {
+    let sb = Sandbox::start(2, &["--max_allowed_packet=64M"]);
+    let text = config_text(&sb, &[1, 2], "[apply]\nmax_statement_bytes = 4096\n");
+    let relay = InProcess::start(&text);
+    relay.wait_running();
+    sb.sql(
+        1,
+        "CREATE DATABASE pieces; CREATE TABLE pieces.b (id INT PRIMARY KEY, body LONGBLOB NOT NULL)",
+    );
+    let mib = 1 << 20;
+    sb.sql(
+        1,
+        &format!(
+            "INSERT INTO pieces.b VALUES (1, RPAD('a', {}, 'x')), (2, 'small'), (3, RPAD('c', {}, 'y'));
+             BEGIN; UPDATE pieces.b SET body = CONCAT(body, 'z') WHERE id = 1;
+               INSERT INTO pieces.b VALUES (4, 'd'); DELETE FROM pieces.b WHERE id = 3; COMMIT",
+            10 * mib,
+            5 * mib
+        ),
+    );
+    sb.sql(
+        2,
+        &format!(
+            "INSERT INTO pieces.b VALUES (5, RPAD('e', {}, 'w'))",
+            7 * mib
+        ),
+    );
+    wait_converged(&sb, &[1, 2], Duration::from_secs(120));
+    assert_eq!(checksums(&sb, 1, "pieces"), checksums(&sb, 2, "pieces"));
+    assert_eq!(
+        sb.value(
+            2,
+            "SELECT GROUP_CONCAT(id, ':', LENGTH(body) ORDER BY id) FROM pieces.b"
+        ),
+        format!("1:{},2:5,4:1,5:{}", 10 * mib + 1, 7 * mib)
+    );
+    relay.stop();
+
+    // The next row's BINLOG statement (4/3 of 10 MiB) cannot fit in m2's 8 MiB.
+    sb.sql(2, "SET GLOBAL max_allowed_packet = 8388608");
+    let relay = InProcess::start(&text);
+    sb.sql(
+        1,
+        &format!(
+            "INSERT INTO pieces.b VALUES (6, RPAD('f', {}, 'v'))",
+            10 * mib
+        ),
+    );
+    let error = wait_for("m1->m2 to stop", Duration::from_secs(60), || {
+        relay.channel("m1->m2").last_sql_error
+    });
+    assert_eq!(error.errno, 1153, "{}", error.message);
+    assert!(
+        error.message.contains("max_allowed_packet (8388608)"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        sb.value(2, "SELECT COUNT(*) FROM pieces.b WHERE id = 6"),
+        "0"
+    );
+    relay.stop();
+    sb.sql(2, "SET GLOBAL max_allowed_packet = 67108864");
+    let relay = InProcess::start(&text);
+    wait_converged(&sb, &[1, 2], Duration::from_secs(120));
+    assert_eq!(checksums(&sb, 1, "pieces"), checksums(&sb, 2, "pieces"));
+    relay.stop();
+}
+
 /// The relay's peak resident set so far (VmHWM), in MiB.
 fn peak_rss_mib(relay: &Process) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", relay.pid()))

@@ -6,6 +6,7 @@
 //! text with the source session's settings. `sql_log_bin` stays on, so the
 //! target binlogs every relayed transaction under its original GTID.
 
+mod binlog_statement;
 pub mod claims;
 pub mod scheduler;
 mod session;
@@ -26,10 +27,12 @@ use crate::gtid::{GtidSet, Uuid};
 use crate::source::assemble::{Fde, Statement, Step, TxnHeader};
 use crate::source::event_bytes::{self, LayoutError};
 
+use binlog_statement::{Pieces, encoded_len, push_event};
 use claims::{Claim, Claimed, Claims};
 use session::SessionState;
 
 const ER_BAD_DB_ERROR: u32 = 1049;
+const ER_NET_PACKET_TOO_LARGE: u32 = 1153;
 
 /// Under last-writer-wins the target is written to concurrently by design, so
 /// errors a replica counts as temporary are retried (the transaction is sent
@@ -147,6 +150,9 @@ pub struct Applier {
     conn: Conn,
     target: String,
     max_statement_bytes: usize,
+    /// The target's limit on a statement, which a BINLOG statement assembled
+    /// from pieces must also respect (CONCAT yields NULL beyond it).
+    max_allowed_packet: usize,
     statement_timeout: Option<Duration>,
     /// The FORMAT_DESCRIPTION event this session has loaded.
     fde: Option<Fde>,
@@ -217,8 +223,10 @@ impl Applier {
         c.query_drop(init)
             .await
             .map_err(|e| setup_err("preparing the apply session", e))?;
-        let (uuid, executed_text): (String, String) = c
-            .query_first("SELECT @@server_uuid, @@GLOBAL.gtid_executed")
+        let (uuid, executed_text, max_allowed_packet): (String, String, usize) = c
+            .query_first(
+                "SELECT @@server_uuid, @@GLOBAL.gtid_executed, @@SESSION.max_allowed_packet",
+            )
             .await
             .map_err(|e| setup_err("reading the target's gtid_executed", e))?
             .ok_or_else(|| ApplyError::Setup {
@@ -247,6 +255,7 @@ impl Applier {
                 conn: c,
                 target: target.name.clone(),
                 max_statement_bytes: settings.max_statement_bytes,
+                max_allowed_packet,
                 statement_timeout: settings.statement_timeout,
                 fde: None,
                 pending_rows: String::new(),
@@ -348,24 +357,30 @@ impl Applier {
                 // and the next BINLOG statement announces its tables again. For
                 // row events that is the same change, and memory stays bounded
                 // however many rows one statement touches.
-                let encoded = event.len().div_ceil(3) * 4 + 1;
+                let encoded = encoded_len(event.len());
                 let cut = !ends && self.pending_rows.len() + encoded >= self.max_statement_bytes;
                 if cut {
                     event_bytes::mark_statement_end(&mut event, self.crc())
                         .map_err(|e| self.malformed(e))?;
                 }
-                push_event(&mut self.pending_rows, &event);
-                drop(event);
                 if ends {
                     self.statement_maps.clear();
                 }
-                // Under last-writer-wins each source statement is applied before
-                // the next one is compared with the target.
-                if (ends || cut)
-                    && (self.pending_rows.len() >= self.max_statement_bytes
-                        || self.resolver.is_some())
-                {
-                    self.flush_rows().await?;
+                if encoded >= self.max_statement_bytes {
+                    // One event outgrows a statement on its own (a big BLOB):
+                    // it ends this BINLOG statement, never copied as a whole.
+                    self.send_rows(Some(event)).await?;
+                } else {
+                    push_event(&mut self.pending_rows, &event);
+                    drop(event);
+                    // Under last-writer-wins each source statement is applied
+                    // before the next one is compared with the target.
+                    if (ends || cut)
+                        && (self.pending_rows.len() >= self.max_statement_bytes
+                            || self.resolver.is_some())
+                    {
+                        self.flush_rows().await?;
+                    }
                 }
                 if cut {
                     for map in &self.statement_maps {
@@ -450,24 +465,66 @@ impl Applier {
     }
 
     async fn flush_rows(&mut self) -> Result<(), ApplyError> {
-        if self.pending_rows.is_empty() {
+        self.send_rows(None).await
+    }
+
+    /// Send the BINLOG statement built so far, ending with `large`, an event
+    /// too large to add to it in memory, when there is one.
+    async fn send_rows(&mut self, large: Option<Vec<u8>>) -> Result<(), ApplyError> {
+        if self.pending_rows.is_empty() && large.is_none() {
             return Ok(());
         }
-        // Taken, not copied: a statement may be as large as the largest event.
-        let mut sql = std::mem::take(&mut self.pending_rows);
-        sql.push('\'');
         let Some((fixups, unkeyed)) = self.resolver.as_mut().map(Resolver::take_statement) else {
-            return self.exec(sql, "row events").await;
+            return self.exec_rows(large).await;
         };
         // Errors on rows of tables without a key stop the channel, as in strict mode.
         self.strict_statement = unkeyed;
-        let applied = self.exec(sql, "row events").await;
+        let applied = self.exec_rows(large).await;
         self.strict_statement = false;
         applied?;
         for fixup in fixups {
             let what = format!("keeping the winning version: {}", truncate(&fixup, 200));
             self.exec(fixup, &what).await?;
         }
+        Ok(())
+    }
+
+    async fn exec_rows(&mut self, large: Option<Vec<u8>>) -> Result<(), ApplyError> {
+        // Taken, not copied: a statement may be as large as max_statement_bytes.
+        let mut sql = std::mem::take(&mut self.pending_rows);
+        let Some(event) = large else {
+            binlog_statement::finish(&mut sql);
+            return self.exec(sql, "row events").await;
+        };
+        let pieces = Pieces::new(sql, &event);
+        let len = pieces.statement_len();
+        if len > self.max_allowed_packet {
+            return Err(ApplyError::Transaction {
+                target: self.target.clone(),
+                gtid: self.current_gtid(),
+                errno: ER_NET_PACKET_TOO_LARGE,
+                message: format!(
+                    "a {}-byte row event needs a {len}-byte BINLOG statement, more than the target's \
+                     max_allowed_packet ({}); raise it on {} (SET PERSIST max_allowed_packet = ...) \
+                     and start the channel again",
+                    event.len(),
+                    self.max_allowed_packet,
+                    self.target
+                ),
+                what: "row events".into(),
+                transient: false,
+            });
+        }
+        let count = pieces.count();
+        for i in 0..count {
+            let what = format!(
+                "row events (piece {} of {count} of a {len}-byte statement)",
+                i + 1
+            );
+            self.exec_bytes(pieces.piece(i).into_bytes(), what).await?;
+        }
+        self.exec(pieces.execute(), "row events").await?;
+        self.defer(&Pieces::deallocate());
         Ok(())
     }
 
@@ -705,16 +762,6 @@ impl Applier {
                         || (!self.strict_statement && LWW_RETRIED_KEYED.contains(&errno)))),
         }
     }
-}
-
-/// Add a serialised event to the `BINLOG '<base64>…` statement being built.
-fn push_event(statement: &mut String, event: &[u8]) {
-    if statement.is_empty() {
-        statement.push_str("BINLOG '");
-    } else {
-        statement.push('\n');
-    }
-    BASE64.encode_string(event, statement);
 }
 
 /// The statements that open a transaction: the origin's commit time and server
