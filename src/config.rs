@@ -502,9 +502,9 @@ impl Config {
             .apply
             .as_ref()
             .and_then(|a| a.preserve_commit_order)
-            // On by default, like replica_preserve_commit_order. Off is faster
-            // (docs/benchmarks.md) but has shown a stuck transaction in the
-            // three-master test, not understood yet.
+            // On by default, like replica_preserve_commit_order: off is faster
+            // (docs/benchmarks.md), but readers of the target may then see a
+            // transaction before an earlier one of the source.
             .unwrap_or(true);
         let lww = resolve_lww(src, raw.apply.as_ref())?;
         let apply = ApplySettings {
