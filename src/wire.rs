@@ -84,21 +84,7 @@ impl Packets {
     /// Read one logical packet (joining 16 MiB continuation chunks).
     pub async fn read(&mut self) -> Result<Vec<u8>, WireError> {
         let max = self.framing.max_packet;
-        let mut payload = self.begin().await?;
-        let mut out = Vec::new();
-        loop {
-            let take = payload.left;
-            if out.len() + take > max {
-                return Err(WireError::TooLarge(max));
-            }
-            let start = out.len();
-            out.resize(start + take, 0);
-            payload.read_exact(&mut out[start..]).await?;
-            if payload.last {
-                return Ok(out);
-            }
-            payload.next_chunk().await?;
-        }
+        self.begin().await?.read_to_end(max).await
     }
 
     /// Start reading a packet piecewise: see `Payload`.
@@ -205,6 +191,23 @@ impl Payload<'_> {
         Ok(())
     }
 
+    /// The rest of the payload, at most `max` bytes.
+    pub async fn read_to_end(mut self, max: usize) -> Result<Vec<u8>, WireError> {
+        let mut out = Vec::new();
+        loop {
+            let start = out.len();
+            if start + self.left > max {
+                return Err(WireError::TooLarge(max));
+            }
+            out.resize(start + self.left, 0);
+            self.read_exact(&mut out[start..]).await?;
+            if self.last {
+                return Ok(out);
+            }
+            self.next_chunk().await?;
+        }
+    }
+
     /// Check that the payload holds nothing more (reading a trailing empty chunk).
     pub async fn finish(mut self) -> Result<(), WireError> {
         loop {
@@ -225,7 +228,10 @@ mod tests {
 
     async fn pair(max: usize) -> (Packets, Packets) {
         let (a, b) = tokio::io::duplex(1 << 20);
-        (Packets::new(Box::new(a), max), Packets::new(Box::new(b), max))
+        (
+            Packets::new(Box::new(a), max),
+            Packets::new(Box::new(b), max),
+        )
     }
 
     #[tokio::test]
