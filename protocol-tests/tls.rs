@@ -60,8 +60,7 @@ fn connect_by(
                 .unwrap_or_default());
         }
         let mut c = conn::connect(m, Duration::from_secs(10)).await?;
-        let cipher: Option<(String, String)> =
-            c.query_first(SSL_CIPHER).await.expect("Ssl_cipher");
+        let cipher: Option<(String, String)> = c.query_first(SSL_CIPHER).await.expect("Ssl_cipher");
         let _ = c.disconnect().await;
         Ok(cipher.map(|(_, v)| v).unwrap_or_default())
     })

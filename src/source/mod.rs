@@ -239,26 +239,15 @@ pub async fn open(
         });
     };
     require_gtid_mode_on(&master.name, &gtid_mode)?;
-    let parse = |what: &str, text: &str| {
-        GtidSet::parse(text).map_err(|e| SourceError::Query {
-            master: master.name.clone(),
-            errno: 0,
-            message: format!("cannot parse the source's {what}: {e}"),
-            transient: false,
-        })
+    let unparsable = |what: &str, e: &dyn std::fmt::Display| SourceError::Query {
+        master: master.name.clone(),
+        errno: 0,
+        message: format!("cannot parse the source's {what}: {e}"),
+        transient: false,
     };
-    let uuid: Uuid = uuid.parse().map_err(|e| SourceError::Query {
-        master: master.name.clone(),
-        errno: 0,
-        message: format!("cannot parse the source's server_uuid: {e}"),
-        transient: false,
-    })?;
-    let server_id: u32 = server_id.parse().map_err(|e| SourceError::Query {
-        master: master.name.clone(),
-        errno: 0,
-        message: format!("cannot parse the source's server_id: {e}"),
-        transient: false,
-    })?;
+    let parse = |what: &str, text: &str| GtidSet::parse(text).map_err(|e| unparsable(what, &e));
+    let uuid: Uuid = uuid.parse().map_err(|e| unparsable("server_uuid", &e))?;
+    let server_id: u32 = server_id.parse().map_err(|e| unparsable("server_id", &e))?;
     let source_executed = parse("gtid_executed", &executed)?;
     let source_purged = parse("gtid_purged", &purged)?;
 
@@ -409,7 +398,7 @@ impl BinlogSource {
             reader
                 .read_exact(&mut header)
                 .map_err(|e| self.malformed(event, e))?;
-            let size = u32::from_le_bytes([header[9], header[10], header[11], header[12]]) as usize;
+            let size = event_bytes::event_size(&header);
             let Some(body) = size.checked_sub(HEADER_LEN) else {
                 return Err(self.malformed(event, "an inner event shorter than its header"));
             };

@@ -24,7 +24,7 @@ use tracing::debug;
 
 use crate::config::{Master, SslMode};
 use crate::conn::{self, CR_CONN_HOST_ERROR, CR_SERVER_LOST, CR_SSL_CONNECTION_ERROR, ConnError};
-use crate::source::event_bytes::HEADER_LEN;
+use crate::source::event_bytes::{self, HEADER_LEN};
 use crate::wire::{Packets, WireError};
 
 use self::tls::TlsSetupError;
@@ -39,8 +39,6 @@ const UTF8MB4_GENERAL_CI: u8 = 45;
 /// An OK packet with header 0xfe ends a result set (CLIENT_DEPRECATE_EOF), and a
 /// 0xfe packet ends the binlog stream; a row or event starting with 0xfe is longer.
 const EOF_MAX_LEN: usize = 0xff_ff_ff;
-/// Offset of the event size in the v4 event header.
-const EVENT_SIZE_OFFSET: usize = 9;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -327,12 +325,7 @@ impl Client {
         }
         let mut header = [0u8; HEADER_LEN];
         payload.read_exact(&mut header).await?;
-        let size = u32::from_le_bytes([
-            header[EVENT_SIZE_OFFSET],
-            header[EVENT_SIZE_OFFSET + 1],
-            header[EVENT_SIZE_OFFSET + 2],
-            header[EVENT_SIZE_OFFSET + 3],
-        ]) as usize;
+        let size = event_bytes::event_size(&header);
         if size < HEADER_LEN {
             return Err(ClientError::Protocol { what: "event size" });
         }
@@ -404,7 +397,7 @@ mod tests {
 
     fn event_of(size: usize) -> Vec<u8> {
         let mut e: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
-        e[EVENT_SIZE_OFFSET..EVENT_SIZE_OFFSET + 4].copy_from_slice(&(size as u32).to_le_bytes());
+        e[9..13].copy_from_slice(&(size as u32).to_le_bytes());
         e
     }
 

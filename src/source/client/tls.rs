@@ -37,10 +37,14 @@ pub fn connector(tls: &Tls) -> Result<Option<TlsConnector>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match tls.ssl_mode {
         SslMode::Disabled => return Ok(None),
-        SslMode::Preferred | SslMode::Required => Arc::new(Unverified {
+        SslMode::Preferred | SslMode::Required => Arc::new(Lenient {
+            chain: None,
             algorithms: provider.signature_verification_algorithms,
         }),
-        SslMode::VerifyCa => Arc::new(ChainOnly(webpki(tls, &provider)?)),
+        SslMode::VerifyCa => Arc::new(Lenient {
+            chain: Some(webpki(tls, &provider)?),
+            algorithms: provider.signature_verification_algorithms,
+        }),
         SslMode::VerifyIdentity => webpki(tls, &provider)?,
     };
     let builder = ClientConfig::builder_with_provider(provider)
@@ -85,13 +89,19 @@ fn webpki(
         .map_err(|e| TlsSetupError::Config(rustls::Error::General(e.to_string())))
 }
 
-/// VERIFY_CA: everything webpki checks except that the certificate names the
-/// host. webpki checks the chain first and the name last, so a name mismatch
-/// means the chain (validity, issuer, usage) already passed.
+/// PREFERRED / REQUIRED (`chain: None`): any certificate, as the mysql client
+/// accepts. VERIFY_CA: everything webpki checks except that the certificate
+/// names the host; webpki checks the chain first and the name last, so a name
+/// mismatch means the chain (validity, issuer, usage) already passed. Either
+/// way the handshake signatures are checked, so the session key belongs to
+/// whoever holds the certificate's key.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -100,58 +110,15 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// PREFERRED / REQUIRED: any certificate, as the mysql client does; the
-/// handshake signatures are still checked, so the session key belongs to
-/// whoever holds the certificate's key.
-#[derive(Debug)]
-struct Unverified {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
