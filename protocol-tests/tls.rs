@@ -12,6 +12,7 @@ use mysql_async::prelude::Queryable;
 
 use gtid_relay::config::{Config, Master};
 use gtid_relay::conn::{self, ConnError};
+use gtid_relay::source::client::Client;
 
 use crate::support::relay::{InProcess, RELAY_PASSWORD, wait_converged};
 use crate::support::{Sandbox, repo_root};
@@ -40,30 +41,59 @@ fn verify(mode: &str, ca: &str) -> String {
     format!("ssl_mode = \"{mode}\", ca = \"{}\"", cert(ca).display())
 }
 
-/// Connect; on success returns the session's `Ssl_cipher` ("" when plaintext).
-fn try_connect(rt: &tokio::runtime::Runtime, m: &Master) -> Result<String, ConnError> {
+/// Connect through mysql_async (`conn::connect`, the apply side) or the binlog
+/// client (`source::client`); on success returns the session's `Ssl_cipher`
+/// ("" when plaintext).
+fn connect_by(
+    rt: &tokio::runtime::Runtime,
+    m: &Master,
+    binlog_client: bool,
+) -> Result<String, ConnError> {
+    const SSL_CIPHER: &str = "SHOW SESSION STATUS LIKE 'Ssl_cipher'";
     rt.block_on(async {
+        if binlog_client {
+            let mut c = Client::connect(m, Duration::from_secs(10)).await?;
+            let row = c.query_row(SSL_CIPHER).await.expect("Ssl_cipher");
+            c.close().await;
+            return Ok(row
+                .and_then(|r| r.into_iter().nth(1).flatten())
+                .unwrap_or_default());
+        }
         let mut c = conn::connect(m, Duration::from_secs(10)).await?;
-        let cipher: Option<(String, String)> = c
-            .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-            .await
-            .expect("Ssl_cipher");
+        let cipher: Option<(String, String)> = c.query_first(SSL_CIPHER).await.expect("Ssl_cipher");
         let _ = c.disconnect().await;
         Ok(cipher.map(|(_, v)| v).unwrap_or_default())
     })
 }
 
+/// Both clients must give the same answer: the same encryption, or the same error.
+fn try_connect(rt: &tokio::runtime::Runtime, m: &Master) -> Result<String, ConnError> {
+    let driver = connect_by(rt, m, false);
+    let binlog = connect_by(rt, m, true);
+    match (&driver, &binlog) {
+        (Ok(a), Ok(b)) => assert_eq!(a.is_empty(), b.is_empty(), "{a} vs {b}"),
+        (Err(a), Err(b)) => assert_eq!(a.errno(), b.errno(), "{a} vs {b}"),
+        (a, b) => panic!("the clients disagree: {a:?} vs {b:?}"),
+    }
+    driver
+}
+
 fn expect_error(rt: &tokio::runtime::Runtime, m: &Master, errno: u32, words: &[&str]) -> String {
-    let e = try_connect(rt, m).expect_err("connection must be refused");
-    let text = e.to_string();
-    assert_eq!(e.errno(), errno, "{text}");
-    for w in words {
-        assert!(text.contains(w), "'{w}' missing from: {text}");
+    try_connect(rt, m).expect_err("connection must be refused");
+    let mut texts = Vec::new();
+    for binlog_client in [false, true] {
+        let e = connect_by(rt, m, binlog_client).expect_err("connection must be refused");
+        let text = e.to_string();
+        assert_eq!(e.errno(), errno, "{text}");
+        for w in words {
+            assert!(text.contains(w), "'{w}' missing from: {text}");
+        }
+        for secret in [RELAY_PASSWORD, X509_PASSWORD] {
+            assert!(!text.contains(secret), "password in error: {text}");
+        }
+        texts.push(text);
     }
-    for secret in [RELAY_PASSWORD, X509_PASSWORD] {
-        assert!(!text.contains(secret), "password in error: {text}");
-    }
-    text
+    texts.join("\n         binlog client: ")
 }
 
 fn make_certs() {

@@ -440,7 +440,8 @@ impl Channel {
                     st.log_file.clone_from(&binlog.log_file);
                 }
             }
-            let step = match assembler.feed(&event) {
+            let format = event.format().clone();
+            let step = match assembler.feed(event) {
                 Ok(Some(step)) => step,
                 Ok(None) => continue,
                 Err(e) => {
@@ -476,7 +477,7 @@ impl Channel {
             let steps = if routes.is_identity() {
                 vec![step]
             } else {
-                match router.route(routes, &event, step) {
+                match router.route(routes, &format, step) {
                     Ok(steps) => steps,
                     Err(e) => {
                         break Err(SourceError::Stream {

@@ -58,16 +58,18 @@ pub fn is_transient(e: &mysql_async::Error) -> bool {
         mysql_async::Error::Io(_) => true,
         mysql_async::Error::Driver(DriverError::ConnectionClosed) => true,
         mysql_async::Error::Driver(_) => false,
-        // 1053 shutdown in progress, 1152/1159/1161 aborted/timeouts, 1927 connection killed,
-        // 2006/2013 gone away / lost, 3169 session killed, 4031 disconnected by server.
-        mysql_async::Error::Server(s) => {
-            matches!(
-                s.code,
-                1053 | 1152 | 1159 | 1161 | 1927 | 2006 | 2013 | 3169 | 4031
-            )
-        }
+        mysql_async::Error::Server(s) => is_transient_server_code(s.code),
         mysql_async::Error::Other(_) | mysql_async::Error::Url(_) => false,
     }
+}
+
+/// 1053 shutdown in progress, 1152/1159/1161 aborted/timeouts, 1927 connection killed,
+/// 2006/2013 gone away / lost, 3169 session killed, 4031 disconnected by server.
+pub(crate) fn is_transient_server_code(code: u16) -> bool {
+    matches!(
+        code,
+        1053 | 1152 | 1159 | 1161 | 1927 | 2006 | 2013 | 3169 | 4031
+    )
 }
 
 fn tls_opts(master: &Master) -> Option<SslOpts> {
@@ -109,11 +111,8 @@ fn opts(master: &Master, tls: Option<SslOpts>) -> Opts {
 
 /// Connect to `master` honouring its ssl_mode, within `timeout`.
 pub async fn connect(master: &Master, timeout: Duration) -> Result<Conn, ConnError> {
-    let addr = format!("{}:{}", master.host, master.port);
-    let failed = |e: mysql_async::Error| ConnError::Failed {
-        master: master.name.clone(),
-        addr: addr.clone(),
-        errno: match &e {
+    let driver_failed = |e: mysql_async::Error| {
+        let errno = match &e {
             // What the mysql client reports for a failed TLS setup or handshake.
             mysql_async::Error::Io(IoError::Tls(_)) => CR_SSL_CONNECTION_ERROR,
             mysql_async::Error::Io(IoError::Io(io)) if rustls_error(io).is_some() => {
@@ -122,33 +121,17 @@ pub async fn connect(master: &Master, timeout: Duration) -> Result<Conn, ConnErr
             // A socket error while connecting is "can't connect", not "lost".
             mysql_async::Error::Io(_) => CR_CONN_HOST_ERROR,
             _ => errno_of(&e),
-        },
-        message: describe(&e, master),
+        };
+        failed(master, errno, describe(&e, master))
     };
-    // The driver's error for a missing file names neither the file nor its role.
-    for (key, path) in [
-        ("ca", &master.tls.ca),
-        ("cert", &master.tls.cert),
-        ("key", &master.tls.key),
-    ] {
-        if let Some(path) = path {
-            if let Err(e) = std::fs::File::open(path) {
-                return Err(ConnError::Failed {
-                    master: master.name.clone(),
-                    addr,
-                    errno: CR_SSL_CONNECTION_ERROR,
-                    message: format!("cannot read tls.{key} {}: {e}", path.display()),
-                });
-            }
-        }
-    }
-    match attempt(master, &addr, tls_opts(master), timeout).await? {
+    check_tls_files(master)?;
+    match attempt(master, tls_opts(master), timeout).await? {
         Ok(conn) => Ok(conn),
         // PREFERRED falls back to plaintext only when the server offers no TLS at all.
         Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer))
             if master.tls.ssl_mode == SslMode::Preferred =>
         {
-            attempt(master, &addr, None, timeout).await?.map_err(failed)
+            attempt(master, None, timeout).await?.map_err(driver_failed)
         }
         // mysql_async implements VERIFY_CA by ignoring a name mismatch whose
         // message says "NotValidForName"; rustls 0.23 words it differently, so
@@ -159,11 +142,11 @@ pub async fn connect(master: &Master, timeout: Duration) -> Result<Conn, ConnErr
         Err(e) if master.tls.ssl_mode == SslMode::VerifyCa => match certificate_name(&e) {
             Some(name) => {
                 let tls = tls_opts(master).map(|o| o.with_danger_tls_hostname_override(Some(name)));
-                attempt(master, &addr, tls, timeout).await?.map_err(failed)
+                attempt(master, tls, timeout).await?.map_err(driver_failed)
             }
-            None => Err(failed(e)),
+            None => Err(driver_failed(e)),
         },
-        Err(e) => Err(failed(e)),
+        Err(e) => Err(driver_failed(e)),
     }
 }
 
@@ -195,38 +178,94 @@ fn presented_name(s: &str) -> Option<String> {
 
 async fn attempt(
     master: &Master,
-    addr: &str,
     tls: Option<SslOpts>,
     timeout: Duration,
 ) -> Result<mysql_async::Result<Conn>, ConnError> {
     tokio::time::timeout(timeout, Conn::new(opts(master, tls)))
         .await
-        .map_err(|_| ConnError::Timeout {
-            master: master.name.clone(),
-            addr: addr.to_string(),
-            timeout,
-        })
+        .map_err(|_| timed_out(master, timeout))
+}
+
+pub(crate) fn address(master: &Master) -> String {
+    format!("{}:{}", master.host, master.port)
+}
+
+pub(crate) fn failed(master: &Master, errno: u32, message: String) -> ConnError {
+    ConnError::Failed {
+        master: master.name.clone(),
+        addr: address(master),
+        errno,
+        message,
+    }
+}
+
+pub(crate) fn timed_out(master: &Master, timeout: Duration) -> ConnError {
+    ConnError::Timeout {
+        master: master.name.clone(),
+        addr: address(master),
+        timeout,
+    }
+}
+
+/// A missing file named with its role: the TLS libraries' errors say neither.
+pub(crate) fn check_tls_files(master: &Master) -> Result<(), ConnError> {
+    for (key, path) in [
+        ("ca", &master.tls.ca),
+        ("cert", &master.tls.cert),
+        ("key", &master.tls.key),
+    ] {
+        if let Some(path) = path
+            && let Err(e) = std::fs::File::open(path)
+        {
+            return Err(failed(
+                master,
+                CR_SSL_CONNECTION_ERROR,
+                format!("cannot read tls.{key} {}: {e}", path.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The server's error, as the mysql client shows it.
+pub(crate) fn server_error(code: u16, state: &str, message: &str) -> String {
+    format!("error {code} ({state}): {message}")
+}
+
+pub(crate) fn no_tls(master: &Master) -> String {
+    format!(
+        "ssl_mode={} but the server does not support TLS (start it with TLS certificates, or lower ssl_mode)",
+        master.tls.ssl_mode.as_str()
+    )
+}
+
+pub(crate) fn tls_setup_failed(master: &Master, e: &dyn std::fmt::Display) -> String {
+    format!(
+        "TLS setup failed under ssl_mode={}: {e}",
+        master.tls.ssl_mode.as_str()
+    )
+}
+
+/// A failed TLS handshake explained, or `None` when `io` is not a TLS error.
+pub(crate) fn tls_handshake_failed(master: &Master, io: &std::io::Error) -> Option<String> {
+    let tls = rustls_error(io)?;
+    Some(format!(
+        "TLS handshake failed under ssl_mode={}: {} ({tls})",
+        master.tls.ssl_mode.as_str(),
+        explain_tls(tls, master)
+    ))
 }
 
 /// A driver error in the words a DBA expects; passwords never reach it (the
 /// driver's errors carry no credentials, and the options are not a URL).
 fn describe(e: &mysql_async::Error, master: &Master) -> String {
-    let mode = master.tls.ssl_mode.as_str();
     match e {
-        mysql_async::Error::Server(s) => format!("error {} ({}): {}", s.code, s.state, s.message),
-        mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer) => format!(
-            "ssl_mode={mode} but the server does not support TLS (start it with TLS certificates, or lower ssl_mode)"
-        ),
-        mysql_async::Error::Io(IoError::Io(io)) => match rustls_error(io) {
-            Some(tls) => format!(
-                "TLS handshake failed under ssl_mode={mode}: {} ({tls})",
-                explain_tls(tls, master)
-            ),
-            None => io.to_string(),
-        },
-        mysql_async::Error::Io(IoError::Tls(tls)) => {
-            format!("TLS setup failed under ssl_mode={mode}: {tls}")
+        mysql_async::Error::Server(s) => server_error(s.code, &s.state, &s.message),
+        mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer) => no_tls(master),
+        mysql_async::Error::Io(IoError::Io(io)) => {
+            tls_handshake_failed(master, io).unwrap_or_else(|| io.to_string())
         }
+        mysql_async::Error::Io(IoError::Tls(tls)) => tls_setup_failed(master, tls),
         other => other.to_string(),
     }
 }

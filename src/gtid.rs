@@ -314,7 +314,7 @@ impl GtidSet {
             .filter(move |uuid| prev.replace(*uuid) != Some(*uuid))
     }
 
-    /// The set as mysql_common SIDs, for `BinlogStreamRequest::with_gtid_set`.
+    /// The set as mysql_common SIDs, for COM_BINLOG_DUMP_GTID.
     pub fn to_sids(&self) -> Vec<Sid<'static>> {
         self.intervals
             .iter()

@@ -17,3 +17,4 @@ pub mod preflight;
 pub mod source;
 pub mod status;
 pub mod verify;
+pub mod wire;

@@ -77,7 +77,7 @@ pub async fn run(
         };
         let packet = match packet {
             Ok(p) => p,
-            Err(WireError::TooLarge) => {
+            Err(WireError::TooLarge(_)) => {
                 let err = SqlError::new(
                     1153,
                     "08S01",

@@ -13,7 +13,7 @@ use tracing::{debug, info};
 
 use super::Shared;
 use super::auth::PasswordHash;
-use super::wire::{Io, Packets, SqlError, WireError, ok_packet, status_flags};
+use super::wire::{Io, MAX_PACKET, Packets, SqlError, WireError, ok_packet, status_flags};
 
 const CACHING_SHA2: &str = "caching_sha2_password";
 const NATIVE: &str = "mysql_native_password";
@@ -122,7 +122,7 @@ pub async fn handshake(
     connection_id: u32,
     shared: &Shared,
 ) -> Result<(Packets, Session), HandshakeError> {
-    let mut packets = Packets::new(stream);
+    let mut packets = Packets::new(stream, MAX_PACKET);
     let nonce = nonce();
     packets.write(&greeting(shared, connection_id, &nonce));
     packets.flush().await?;
@@ -142,7 +142,7 @@ pub async fn handshake(
             .tls
             .clone()
             .ok_or(HandshakeError::Protocol("SSL requested but not offered"))?;
-        let (stream, seq) = packets.into_parts();
+        let (stream, framing) = packets.into_parts();
         let tls = acceptor.accept(stream).await.map_err(HandshakeError::Tls)?;
         let conn = tls.get_ref().1;
         tls_info = Some(TlsInfo {
@@ -156,7 +156,7 @@ pub async fn handshake(
                 format!("{:?}", s.suite()).replacen("TLS13_", "TLS_", 1)
             }),
         });
-        packets = Packets::from_parts(Box::new(tls), seq);
+        packets = Packets::from_parts(Box::new(tls), framing);
         response = packets.read().await?;
     }
 

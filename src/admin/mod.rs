@@ -10,7 +10,7 @@ mod handshake;
 mod perf_schema;
 mod replica_status;
 mod sql;
-mod tls;
+pub(crate) mod tls;
 mod variables;
 mod wire;
 

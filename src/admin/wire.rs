@@ -1,125 +1,14 @@
-//! MySQL packet framing and the server's generic responses (OK, ERR, EOF, text result sets).
+//! The server's generic responses (OK, ERR, EOF, text result sets); the framing is
+//! crate::wire's.
 
 use mysql_common::constants::{CapabilityFlags, ColumnType, StatusFlags};
 use mysql_common::io::WriteMysqlExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub use crate::wire::{Io, Packets, WireError};
 
 /// Largest command the endpoint accepts. Admin statements are tiny; the cap bounds the
 /// memory a client can make a connection hold. Reported as `@@max_allowed_packet`.
 pub const MAX_PACKET: usize = 4 * 1024 * 1024;
-
-/// Payloads of this length continue in the next packet.
-const MAX_CHUNK: usize = 0xff_ff_ff;
-
-/// Any byte stream a connection can run over (plain TCP, or TLS after the upgrade).
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WireError {
-    #[error("network: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("client closed the connection")]
-    Closed,
-    #[error("packet larger than {MAX_PACKET} bytes")]
-    TooLarge,
-}
-
-/// One connection's packet stream: owns the socket and the sequence id.
-pub struct Packets {
-    stream: Box<dyn Io>,
-    seq: u8,
-    out: Vec<u8>,
-}
-
-impl Packets {
-    pub fn new(stream: Box<dyn Io>) -> Packets {
-        Packets {
-            stream,
-            seq: 0,
-            out: Vec::new(),
-        }
-    }
-
-    /// A command starts a new sequence.
-    pub fn reset_seq(&mut self) {
-        self.seq = 0;
-    }
-
-    /// Swap the transport (TLS upgrade) keeping the sequence.
-    pub fn into_parts(self) -> (Box<dyn Io>, u8) {
-        (self.stream, self.seq)
-    }
-
-    pub fn from_parts(stream: Box<dyn Io>, seq: u8) -> Packets {
-        Packets {
-            stream,
-            seq,
-            out: Vec::new(),
-        }
-    }
-
-    /// Read one logical packet (joining 16 MB continuation chunks).
-    pub async fn read(&mut self) -> Result<Vec<u8>, WireError> {
-        let mut payload = Vec::new();
-        loop {
-            let mut header = [0u8; 4];
-            match self.stream.read_exact(&mut header).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return Err(WireError::Closed);
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let len =
-                usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
-            self.seq = header[3].wrapping_add(1);
-            if payload.len() + len > MAX_PACKET {
-                return Err(WireError::TooLarge);
-            }
-            let start = payload.len();
-            payload.resize(start + len, 0);
-            self.stream.read_exact(&mut payload[start..]).await?;
-            if len < MAX_CHUNK {
-                return Ok(payload);
-            }
-        }
-    }
-
-    /// Queue one packet; `flush` sends everything queued.
-    pub fn write(&mut self, payload: &[u8]) {
-        let mut chunks = payload.chunks(MAX_CHUNK).peekable();
-        if chunks.peek().is_none() {
-            self.push_chunk(&[]);
-        }
-        while let Some(chunk) = chunks.next() {
-            self.push_chunk(chunk);
-            if chunk.len() == MAX_CHUNK && chunks.peek().is_none() {
-                self.push_chunk(&[]);
-            }
-        }
-    }
-
-    fn push_chunk(&mut self, chunk: &[u8]) {
-        let len = chunk.len().to_le_bytes();
-        self.out.extend_from_slice(&len[..3]);
-        self.out.push(self.seq);
-        self.seq = self.seq.wrapping_add(1);
-        self.out.extend_from_slice(chunk);
-    }
-
-    pub async fn flush(&mut self) -> Result<(), WireError> {
-        self.stream.write_all(&self.out).await?;
-        self.out.clear();
-        self.stream.flush().await?;
-        Ok(())
-    }
-
-    pub async fn shutdown(&mut self) {
-        // Best effort: the peer may already be gone.
-        let _ = self.stream.shutdown().await;
-    }
-}
 
 pub fn status_flags() -> StatusFlags {
     StatusFlags::SERVER_STATUS_AUTOCOMMIT

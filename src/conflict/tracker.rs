@@ -138,15 +138,37 @@ impl Tracker {
         let mut infos: HashMap<(String, String), Option<Arc<TableInfo>>> = HashMap::new();
         let mut txn: Option<Txn> = None;
         let result = loop {
-            let event = match binlog.next().await {
+            let raw = match binlog.next().await {
                 Ok(e) => e,
                 Err(e) => break Err(e.into()),
             };
-            let Ok(event_type) = event.header().event_type() else {
+            let Ok(event_type) = raw.event_type() else {
                 continue;
             };
             let decode = |e: &dyn std::fmt::Display| {
                 TrackError::Decode(format!("{event_type:?} event: {e}"))
+            };
+            let tracked = matches!(
+                event_type,
+                EventType::GTID_EVENT
+                    | EventType::GTID_TAGGED_LOG_EVENT
+                    | EventType::QUERY_EVENT
+                    | EventType::XID_EVENT
+                    | EventType::TABLE_MAP_EVENT
+                    | EventType::WRITE_ROWS_EVENT
+                    | EventType::UPDATE_ROWS_EVENT
+                    | EventType::DELETE_ROWS_EVENT
+                    | EventType::PARTIAL_UPDATE_ROWS_EVENT
+                    | EventType::WRITE_ROWS_EVENT_V1
+                    | EventType::UPDATE_ROWS_EVENT_V1
+                    | EventType::DELETE_ROWS_EVENT_V1
+            );
+            if !tracked {
+                continue;
+            }
+            let event = match raw.decode() {
+                Ok(e) => e,
+                Err(e) => break Err(decode(&e)),
             };
             match event_type {
                 EventType::GTID_EVENT | EventType::GTID_TAGGED_LOG_EVENT => {

@@ -6,11 +6,10 @@
 //! events right after it, so the payload event itself is skipped.
 
 use mysql_common::binlog::consts::EventType;
-use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion};
 use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, StatusVarVal};
 
 use crate::gtid::{Gtid, Tag, Uuid};
-use crate::source::event_bytes::{CHECKSUM_LEN, HEADER_LEN, reseal};
+use crate::source::event::RawEvent;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AssembleError {
@@ -137,34 +136,6 @@ fn decode_err(event: &Event, e: impl std::fmt::Display) -> AssembleError {
     }
 }
 
-/// The event as a `BINLOG` statement needs it: in the layout the source's
-/// FORMAT_DESCRIPTION event announces, i.e. with a CRC32 trailer counted in the
-/// header's event size when the source uses checksums.
-pub fn serialize(event: &Event) -> Result<Vec<u8>, AssembleError> {
-    let mut out = Vec::with_capacity(event.data().len() + HEADER_LEN + CHECKSUM_LEN);
-    event
-        .write(BinlogVersion::Version4, &mut out)
-        .map_err(|e| decode_err(event, e))?;
-    // Events unpacked from a TRANSACTION_PAYLOAD carry no checksum (WL#3549), but
-    // mysql_common still appends one while keeping the header's size without it,
-    // so the server would read the next event 4 bytes early (error 1730,
-    // "Unknown" event). Count the trailer in the size and recompute the CRC over
-    // the corrected header, as mysqlbinlog does for these events.
-    if has_crc(event) && !event.footer().get_checksum_enabled() {
-        reseal(&mut out, true).map_err(|e| decode_err(event, e))?;
-    }
-    Ok(out)
-}
-
-/// The event's serialised form ends with a CRC32 exactly when the source uses
-/// CRC32 checksums.
-pub fn has_crc(event: &Event) -> bool {
-    matches!(
-        event.footer().get_checksum_alg(),
-        Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
-    )
-}
-
 pub(crate) fn header_of(event: &Event, g: &GtidEvent) -> Result<TxnHeader, AssembleError> {
     let tag = match g.tag() {
         Some(t) => Some(
@@ -235,15 +206,68 @@ impl Assembler {
         matches!(self.state, State::InTxn { .. })
     }
 
-    /// The next step for `event`, if it is one the target needs.
-    pub fn feed(&mut self, event: &Event) -> Result<Option<Step>, AssembleError> {
+    /// The next step for `event`, if it is one the target needs. Rows events
+    /// become steps without being decoded or copied; the rest are small and
+    /// decoded with mysql_common.
+    pub fn feed(&mut self, event: RawEvent) -> Result<Option<Step>, AssembleError> {
         use EventType::*;
-        let Ok(event_type) = event.header().event_type() else {
+        let Ok(event_type) = event.event_type() else {
             return Err(AssembleError::Unsupported {
-                kind: kind(event),
+                kind: event.kind(),
                 why: "unknown event type",
             });
         };
+        let layout_err = |kind: String, e: &dyn std::fmt::Display| AssembleError::Decode {
+            kind,
+            message: e.to_string(),
+        };
+        match event_type {
+            TABLE_MAP_EVENT
+            | WRITE_ROWS_EVENT
+            | UPDATE_ROWS_EVENT
+            | DELETE_ROWS_EVENT
+            | PARTIAL_UPDATE_ROWS_EVENT
+            | WRITE_ROWS_EVENT_V1
+            | UPDATE_ROWS_EVENT_V1
+            | DELETE_ROWS_EVENT_V1 => match self.state {
+                State::InTxn { began: true, .. } => {
+                    let kind = event.kind();
+                    let bytes = event.into_serialized().map_err(|e| layout_err(kind, &e))?;
+                    Ok(Some(Step::Rows(bytes)))
+                }
+                _ => Err(AssembleError::OutsideTransaction { kind: event.kind() }),
+            },
+            FORMAT_DESCRIPTION_EVENT => {
+                let crc = event.format().has_crc();
+                let kind = event.kind();
+                Ok(Some(Step::FormatDescription(Fde {
+                    event: event.into_serialized().map_err(|e| layout_err(kind, &e))?,
+                    crc,
+                })))
+            }
+            // Bookkeeping and informational events: nothing to apply.
+            ROTATE_EVENT
+            | HEARTBEAT_EVENT
+            | PREVIOUS_GTIDS_EVENT
+            | TRANSACTION_PAYLOAD_EVENT
+            | ROWS_QUERY_EVENT
+            | IGNORABLE_EVENT
+            | STOP_EVENT
+            | TRANSACTION_CONTEXT_EVENT
+            | VIEW_CHANGE_EVENT => Ok(None),
+            _ => {
+                let decoded = event.decode().map_err(|e| layout_err(event.kind(), &e))?;
+                self.feed_decoded(event_type, &decoded)
+            }
+        }
+    }
+
+    fn feed_decoded(
+        &mut self,
+        event_type: EventType,
+        event: &Event,
+    ) -> Result<Option<Step>, AssembleError> {
+        use EventType::*;
         match event_type {
             GTID_EVENT | GTID_TAGGED_LOG_EVENT => {
                 if let State::InTxn { gtid, .. } = &self.state {
@@ -286,17 +310,6 @@ impl Assembler {
                 };
                 Ok(Some(step))
             }
-            TABLE_MAP_EVENT
-            | WRITE_ROWS_EVENT
-            | UPDATE_ROWS_EVENT
-            | DELETE_ROWS_EVENT
-            | PARTIAL_UPDATE_ROWS_EVENT
-            | WRITE_ROWS_EVENT_V1
-            | UPDATE_ROWS_EVENT_V1
-            | DELETE_ROWS_EVENT_V1 => match self.state {
-                State::InTxn { began: true, .. } => Ok(Some(Step::Rows(serialize(event)?))),
-                _ => Err(AssembleError::OutsideTransaction { kind: kind(event) }),
-            },
             XID_EVENT => match self.state {
                 State::InTxn { began: true, .. } => {
                     self.state = State::Idle;
@@ -304,10 +317,6 @@ impl Assembler {
                 }
                 _ => Err(AssembleError::OutsideTransaction { kind: kind(event) }),
             },
-            FORMAT_DESCRIPTION_EVENT => Ok(Some(Step::FormatDescription(Fde {
-                event: serialize(event)?,
-                crc: has_crc(event),
-            }))),
             ANONYMOUS_GTID_EVENT => Err(AssembleError::Anonymous),
             INTVAR_EVENT
             | RAND_EVENT
@@ -322,16 +331,6 @@ impl Assembler {
                 kind: kind(event),
                 why: "XA transactions are not relayed",
             }),
-            // Bookkeeping and informational events: nothing to apply.
-            ROTATE_EVENT
-            | HEARTBEAT_EVENT
-            | PREVIOUS_GTIDS_EVENT
-            | TRANSACTION_PAYLOAD_EVENT
-            | ROWS_QUERY_EVENT
-            | IGNORABLE_EVENT
-            | STOP_EVENT
-            | TRANSACTION_CONTEXT_EVENT
-            | VIEW_CHANGE_EVENT => Ok(None),
             other => Err(AssembleError::Unsupported {
                 kind: format!("{other:?}"),
                 why: "not produced by a MySQL 8.0+ source in ROW format",

@@ -39,6 +39,12 @@ pub fn reseal(event: &mut [u8], crc: bool) -> Result<(), LayoutError> {
     Ok(())
 }
 
+/// The event size a header announces.
+pub fn event_size(header: &[u8; HEADER_LEN]) -> usize {
+    let size = &header[EVENT_LEN_OFFSET..EVENT_LEN_OFFSET + 4];
+    u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize
+}
+
 pub fn is_table_map(event: &[u8]) -> bool {
     event.get(TYPE_OFFSET) == Some(&TABLE_MAP_EVENT)
 }

@@ -6,20 +6,26 @@
 //! binlogs, diverged history), negotiate checksums and heartbeats, register.
 
 pub mod assemble;
+pub mod client;
+pub mod event;
 pub mod event_bytes;
 pub mod rewrite;
 
+use std::collections::VecDeque;
+use std::io::{BufRead, Read};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest};
 use mysql_common::binlog::consts::{BinlogChecksumAlg, EventType};
-use mysql_common::binlog::events::{Event, EventData};
+use mysql_common::binlog::events::{RotateEvent, TransactionPayloadEvent};
 
 use crate::config::Master;
 use crate::conn::{self, ConnError};
 use crate::gtid::{GtidSet, Uuid};
+use crate::wire::WireError;
+
+use self::client::{Client, ClientError};
+use self::event::{Format, RawEvent};
+use self::event_bytes::{CHECKSUM_LEN, HEADER_LEN};
 
 /// MySQL's ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG, the Last_IO_Errno for 1236.
 pub const ER_SOURCE_FATAL_ERROR_READING_BINLOG: u32 = 13114;
@@ -134,19 +140,23 @@ pub struct SourceIdentity {
 /// An open binlog dump.
 pub struct BinlogSource {
     master: String,
-    stream: BinlogStream,
+    client: Client,
     read_timeout: Duration,
+    /// The source's FORMAT_DESCRIPTION in force.
+    format: Format,
+    /// Events unpacked from the last TRANSACTION_PAYLOAD, handed out after it.
+    unpacked: VecDeque<RawEvent>,
     /// Binlog file and position of the last event, for Source_Log_File / Read_Source_Log_Pos.
     pub log_file: String,
     pub log_pos: u64,
 }
 
-fn query_error(master: &Master, what: &str, e: mysql_async::Error) -> SourceError {
+fn query_error(master: &Master, what: &str, e: ClientError) -> SourceError {
     SourceError::Query {
         master: master.name.clone(),
-        errno: conn::errno_of(&e),
+        errno: e.errno(),
         message: format!("{what}: {e}"),
-        transient: conn::is_transient(&e),
+        transient: e.is_transient(),
     }
 }
 
@@ -205,35 +215,39 @@ pub async fn open(
     connect_timeout: Duration,
     read_timeout: Duration,
 ) -> Result<(SourceIdentity, BinlogSource), SourceError> {
-    let mut c = conn::connect(master, connect_timeout).await?;
-    type Row = (String, u32, String, String, String);
-    let row: Option<Row> = c
-        .query_first(
-            "SELECT @@server_uuid, @@server_id, @@GLOBAL.gtid_mode, @@GLOBAL.gtid_executed, @@GLOBAL.gtid_purged",
+    let mut c = Client::connect(master, connect_timeout).await?;
+    // Nothing in the setup takes long: a source that stops answering is retried.
+    c.set_read_timeout(read_timeout);
+    let row = c
+        .query_row(
+            "SELECT @@server_uuid, @@server_id, @@GLOBAL.gtid_mode, @@GLOBAL.gtid_executed, \
+             @@GLOBAL.gtid_purged, @@GLOBAL.binlog_checksum",
         )
         .await
         .map_err(|e| query_error(master, "reading the source's identity", e))?;
-    let Some((uuid, server_id, gtid_mode, executed, purged)) = row else {
+    let Some([uuid, server_id, gtid_mode, executed, purged, checksum]) = row
+        .map(|r| {
+            r.into_iter()
+                .map(Option::unwrap_or_default)
+                .collect::<Vec<_>>()
+        })
+        .and_then(|r| <[String; 6]>::try_from(r).ok())
+    else {
         return Err(SourceError::Lost {
             master: master.name.clone(),
             message: "no answer to the identity query".into(),
         });
     };
     require_gtid_mode_on(&master.name, &gtid_mode)?;
-    let parse = |what: &str, text: &str| {
-        GtidSet::parse(text).map_err(|e| SourceError::Query {
-            master: master.name.clone(),
-            errno: 0,
-            message: format!("cannot parse the source's {what}: {e}"),
-            transient: false,
-        })
-    };
-    let uuid: Uuid = uuid.parse().map_err(|e| SourceError::Query {
+    let unparsable = |what: &str, e: &dyn std::fmt::Display| SourceError::Query {
         master: master.name.clone(),
         errno: 0,
-        message: format!("cannot parse the source's server_uuid: {e}"),
+        message: format!("cannot parse the source's {what}: {e}"),
         transient: false,
-    })?;
+    };
+    let parse = |what: &str, text: &str| GtidSet::parse(text).map_err(|e| unparsable(what, &e));
+    let uuid: Uuid = uuid.parse().map_err(|e| unparsable("server_uuid", &e))?;
+    let server_id: u32 = server_id.parse().map_err(|e| unparsable("server_id", &e))?;
     let source_executed = parse("gtid_executed", &executed)?;
     let source_purged = parse("gtid_purged", &purged)?;
 
@@ -247,25 +261,28 @@ pub async fn open(
     )?;
 
     let heartbeat_ns = registration.heartbeat.as_nanos();
+    // Both spellings: 8.4+ reads the source_ ones, older servers the master_ ones.
     let setup = format!(
         "SET @source_heartbeat_period = {heartbeat_ns}, @master_heartbeat_period = {heartbeat_ns}, \
          @source_binlog_checksum = @@GLOBAL.binlog_checksum, \
+         @master_binlog_checksum = @@GLOBAL.binlog_checksum, \
          @replica_uuid = {uuid}, @slave_uuid = {uuid}",
         uuid = conn::quote_str(&registration.replica_uuid),
     );
-    c.query_drop(setup)
+    c.exec(&setup)
         .await
         .map_err(|e| query_error(master, "preparing the binlog dump", e))?;
-
-    let request = BinlogStreamRequest::new(registration.server_id)
-        .with_gtid()
-        .with_gtid_set(target_executed.to_sids())
-        .with_hostname(registration.report_host.as_bytes())
-        .with_port(registration.report_port);
-    let stream = c
-        .get_binlog_stream(request)
-        .await
-        .map_err(|e| query_error(master, "requesting the binlog dump", e))?;
+    c.dump(
+        registration.server_id,
+        &registration.report_host,
+        registration.report_port,
+        target_executed.to_sids(),
+    )
+    .await
+    .map_err(|e| query_error(master, "requesting the binlog dump", e))?;
+    let checksum = checksum
+        .eq_ignore_ascii_case("CRC32")
+        .then_some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32);
     Ok((
         SourceIdentity {
             uuid,
@@ -274,8 +291,10 @@ pub async fn open(
         },
         BinlogSource {
             master: master.name.clone(),
-            stream,
+            client: c,
             read_timeout,
+            format: Format::initial(checksum),
+            unpacked: VecDeque::new(),
             log_file: String::new(),
             log_pos: 0,
         },
@@ -284,35 +303,12 @@ pub async fn open(
 
 impl BinlogSource {
     /// The next event; heartbeats count as traffic but are not returned.
-    pub async fn next(&mut self) -> Result<Event, SourceError> {
+    pub async fn next(&mut self) -> Result<RawEvent, SourceError> {
+        if let Some(event) = self.unpacked.pop_front() {
+            return Ok(event);
+        }
         loop {
-            let item = tokio::time::timeout(self.read_timeout, self.stream.next())
-                .await
-                .map_err(|_| SourceError::Stalled {
-                    master: self.master.clone(),
-                    after: self.read_timeout,
-                })?;
-            let event = match item {
-                None => {
-                    return Err(SourceError::Lost {
-                        master: self.master.clone(),
-                        message: "the source ended the binlog stream".into(),
-                    });
-                }
-                Some(Err(mysql_async::Error::Server(e))) => {
-                    return Err(SourceError::Stream {
-                        code: e.code,
-                        message: e.message,
-                    });
-                }
-                Some(Err(e)) => {
-                    return Err(SourceError::Lost {
-                        master: self.master.clone(),
-                        message: e.to_string(),
-                    });
-                }
-                Some(Ok(event)) => event,
-            };
+            let event = self.read().await?;
             self.verify_checksum(&event)?;
             let header = event.header();
             if header.log_pos() != 0 {
@@ -321,35 +317,125 @@ impl BinlogSource {
             match header.event_type() {
                 Ok(EventType::HEARTBEAT_EVENT) => continue,
                 Ok(EventType::ROTATE_EVENT) => {
-                    if let Ok(Some(EventData::RotateEvent(r))) = event.read_data() {
+                    if let Ok(decoded) = event.decode()
+                        && let Ok(r) = decoded.read_event::<RotateEvent<'_>>()
+                    {
                         self.log_file = r.name().into_owned();
                         self.log_pos = r.position();
                     }
                 }
+                Ok(EventType::TRANSACTION_PAYLOAD_EVENT) => self.unpack(&event)?,
                 _ => {}
             }
             return Ok(event);
         }
     }
 
-    /// Events read from the network carry a CRC32; events unpacked from a
-    /// TRANSACTION_PAYLOAD do not (WL#3549) and have checksums disabled.
-    fn verify_checksum(&self, event: &Event) -> Result<(), SourceError> {
-        let footer = event.footer();
-        if !footer.get_checksum_enabled() {
-            return Ok(());
-        }
-        if !matches!(
-            footer.get_checksum_alg(),
-            Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
-        ) {
-            return Ok(());
-        }
-        let Some(stored) = event.checksum() else {
-            return Ok(());
+    /// The next event from the network; a FORMAT_DESCRIPTION becomes the format
+    /// of the events after it, and its own.
+    async fn read(&mut self) -> Result<RawEvent, SourceError> {
+        let lost = |message: String| SourceError::Lost {
+            master: self.master.clone(),
+            message,
         };
-        let got = u32::from_le_bytes(stored);
-        let expected = event.calc_checksum(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32);
+        let bytes = match self.client.read_event().await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(lost("the source ended the binlog stream".into())),
+            Err(ClientError::Wire(WireError::TimedOut(_))) => {
+                return Err(SourceError::Stalled {
+                    master: self.master.clone(),
+                    after: self.read_timeout,
+                });
+            }
+            Err(ClientError::Server { code, message, .. }) => {
+                return Err(SourceError::Stream { code, message });
+            }
+            Err(e) => return Err(lost(e.to_string())),
+        };
+        let event = RawEvent::new(bytes, self.format.clone(), false)
+            .ok_or_else(|| lost("an event shorter than its header".into()))?;
+        if event.event_type() != Ok(EventType::FORMAT_DESCRIPTION_EVENT) {
+            return Ok(event);
+        }
+        let format = event
+            .decode()
+            .and_then(|fde| Format::of(&fde))
+            .map_err(|e| self.malformed(&event, e))?;
+        self.format = format.clone();
+        RawEvent::new(event.into_bytes(), format, false)
+            .ok_or_else(|| lost("an event shorter than its header".into()))
+    }
+
+    fn malformed(&self, event: &RawEvent, e: impl std::fmt::Display) -> SourceError {
+        SourceError::Stream {
+            code: 0,
+            message: format!(
+                "source {}: cannot decode {} event at {}:{}: {e}",
+                self.master,
+                event.kind(),
+                self.log_file,
+                self.log_pos
+            ),
+        }
+    }
+
+    /// Queue the events inside a TRANSACTION_PAYLOAD (decompressed by
+    /// mysql_common); each is a complete event without a checksum trailer.
+    fn unpack(&mut self, event: &RawEvent) -> Result<(), SourceError> {
+        let decoded = event.decode().map_err(|e| self.malformed(event, e))?;
+        let payload: TransactionPayloadEvent<'_> =
+            decoded.read_event().map_err(|e| self.malformed(event, e))?;
+        let mut reader = payload
+            .decompressed()
+            .map_err(|e| self.malformed(event, e))?;
+        let mut events = VecDeque::new();
+        while reader
+            .fill_buf()
+            .map(|b| !b.is_empty())
+            .map_err(|e| self.malformed(event, e))?
+        {
+            let mut header = [0u8; HEADER_LEN];
+            reader
+                .read_exact(&mut header)
+                .map_err(|e| self.malformed(event, e))?;
+            let size = event_bytes::event_size(&header);
+            let Some(body) = size.checked_sub(HEADER_LEN) else {
+                return Err(self.malformed(event, "an inner event shorter than its header"));
+            };
+            // Room for the trailer the event gets when it is relayed.
+            let mut bytes = Vec::with_capacity(size + CHECKSUM_LEN);
+            bytes.extend_from_slice(&header);
+            bytes.resize(HEADER_LEN + body, 0);
+            reader
+                .read_exact(&mut bytes[HEADER_LEN..])
+                .map_err(|e| self.malformed(event, e))?;
+            let inner = RawEvent::new(bytes, self.format.clone(), true)
+                .ok_or_else(|| self.malformed(event, "truncated inner event"))?;
+            if inner.event_type() == Ok(EventType::TRANSACTION_PAYLOAD_EVENT) {
+                return Err(self.malformed(event, "a TRANSACTION_PAYLOAD inside another"));
+            }
+            events.push_back(inner);
+        }
+        self.unpacked = events;
+        Ok(())
+    }
+
+    /// Events read from the network carry a CRC32 when the source uses it.
+    fn verify_checksum(&self, event: &RawEvent) -> Result<(), SourceError> {
+        if !event.format().has_crc() {
+            return Ok(());
+        }
+        let bytes = event.bytes();
+        let Some(body) = bytes
+            .len()
+            .checked_sub(CHECKSUM_LEN)
+            .filter(|&n| n >= HEADER_LEN)
+        else {
+            return Err(self.malformed(event, "no room for its checksum"));
+        };
+        let (data, stored) = bytes.split_at(body);
+        let got = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+        let expected = crc32fast::hash(data);
         if got != expected {
             return Err(SourceError::Checksum {
                 master: self.master.clone(),
@@ -363,6 +449,6 @@ impl BinlogSource {
     }
 
     pub async fn close(self) {
-        let _ = self.stream.close().await;
+        self.client.close().await;
     }
 }

@@ -8,13 +8,13 @@
 
 use std::collections::HashSet;
 
-use mysql_common::binlog::consts::EventType;
-use mysql_common::binlog::events::{Event, TableMapEvent};
+use mysql_common::binlog::events::TableMapEvent;
 
 use crate::filter::Routes;
-use crate::source::assemble::{Statement, Step, has_crc};
+use crate::source::assemble::{Statement, Step};
+use crate::source::event::Format;
 use crate::source::event_bytes::{
-    CHECKSUM_LEN, HEADER_LEN, LayoutError, STMT_END_F, mark_statement_end, reseal,
+    CHECKSUM_LEN, HEADER_LEN, LayoutError, STMT_END_F, is_table_map, mark_statement_end, reseal,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -76,9 +76,9 @@ pub fn rename_table_map(
     Ok(out)
 }
 
-/// The table id and flags at the start of a Rows event's post-header.
-fn rows_table_and_flags(event: &Event) -> Result<(u64, u16), RewriteError> {
-    let data = event.data();
+/// The table id and flags at the start of a serialised Rows event's post-header.
+fn rows_table_and_flags(event: &[u8]) -> Result<(u64, u16), RewriteError> {
+    let data = event.get(HEADER_LEN..).unwrap_or_default();
     let (Some(id), Some(flags)) = (data.get(..6), data.get(6..8)) else {
         return Err(malformed("Rows", "truncated post-header"));
     };
@@ -100,11 +100,11 @@ pub struct Router {
 }
 
 impl Router {
-    /// The steps to send for `step`, which the assembler made from `event`.
+    /// The steps to send for `step`, made from an event in `format`.
     pub fn route(
         &mut self,
         routes: &Routes,
-        event: &Event,
+        format: &Format,
         step: Step,
     ) -> Result<Vec<Step>, RewriteError> {
         let mut out = Vec::with_capacity(2);
@@ -115,8 +115,12 @@ impl Router {
                 out.push(step);
             }
             Step::Rows(bytes) => {
-                let crc = has_crc(event);
-                if event.header().event_type() == Ok(EventType::TABLE_MAP_EVENT) {
+                let crc = format.has_crc();
+                if is_table_map(&bytes) {
+                    // Small: decoding copies it, the Rows events are never decoded.
+                    let event = format
+                        .decode(&bytes)
+                        .map_err(|e| malformed("Table_map", e.to_string()))?;
                     let map: TableMapEvent<'_> = event
                         .read_event()
                         .map_err(|e| malformed("Table_map", e.to_string()))?;
@@ -139,7 +143,7 @@ impl Router {
                         }
                     }
                 } else {
-                    let (table_id, flags) = rows_table_and_flags(event)?;
+                    let (table_id, flags) = rows_table_and_flags(&bytes)?;
                     if self.dropped.contains(&table_id) {
                         if flags & STMT_END_F != 0
                             && let Some((held, held_crc)) = &mut self.held
@@ -192,8 +196,8 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion};
-    use mysql_common::binlog::events::{BinlogEventFooter, FormatDescriptionEvent};
+    use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion, EventType};
+    use mysql_common::binlog::events::{BinlogEventFooter, Event, FormatDescriptionEvent};
 
     fn fde(crc: bool) -> FormatDescriptionEvent<'static> {
         let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
@@ -290,7 +294,7 @@ mod tests {
         let mut e = write_rows(42, 0);
         mark_statement_end(&mut e, true).unwrap();
         let event = parse(&e, true);
-        assert_eq!(rows_table_and_flags(&event).unwrap(), (42, STMT_END_F));
+        assert_eq!(rows_table_and_flags(&e).unwrap(), (42, STMT_END_F));
         let stored = u32::from_le_bytes(e[e.len() - 4..].try_into().unwrap());
         assert_eq!(
             event.calc_checksum(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32),
@@ -330,22 +334,12 @@ mod tests {
         reseal(&mut t2, true).unwrap();
         let events = [t1.clone(), write_rows(1, 0), t2, write_rows(2, 1)];
         let mut router = Router::default();
-        let mut out = router
-            .route(
-                &routes,
-                &Event::read(&fde, &t1[..]).unwrap(),
-                Step::Begin(header),
-            )
-            .unwrap();
+        let format = Format::initial(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32));
+        let mut out = router.route(&routes, &format, Step::Begin(header)).unwrap();
         for bytes in events {
-            let event = Event::read(&fde, &bytes[..]).unwrap();
-            out.extend(router.route(&routes, &event, Step::Rows(bytes)).unwrap());
+            out.extend(router.route(&routes, &format, Step::Rows(bytes)).unwrap());
         }
-        out.extend(
-            router
-                .route(&routes, &Event::read(&fde, &t1[..]).unwrap(), Step::Commit)
-                .unwrap(),
-        );
+        out.extend(router.route(&routes, &format, Step::Commit).unwrap());
         let [
             Step::Begin(_),
             Step::Rows(map),
@@ -361,7 +355,6 @@ mod tests {
             (map.database_name().as_ref(), map.table_id()),
             ("app_copy", 1)
         );
-        let rows = Event::read(&fde, &rows[..]).unwrap();
-        assert_eq!(rows_table_and_flags(&rows).unwrap(), (1, STMT_END_F));
+        assert_eq!(rows_table_and_flags(rows).unwrap(), (1, STMT_END_F));
     }
 }
