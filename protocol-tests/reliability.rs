@@ -357,6 +357,25 @@ fn row_events_larger_than_a_statement_are_assembled_on_the_target() {
     relay.stop();
 }
 
+/// Size of the largest TRANSACTION_PAYLOAD event in master `m`'s current
+/// binlog, in MiB rounded up.
+fn largest_payload_event_mib(sb: &Sandbox, m: u8) -> u64 {
+    let file = sb.value(m, "SHOW BINARY LOG STATUS");
+    let file = file.split('\t').next().expect("binlog file name");
+    let events = sb.sql(m, &format!("SHOW BINLOG EVENTS IN '{file}'"));
+    let largest = events
+        .lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            let pos: u64 = cols.get(1)?.parse().ok()?;
+            let end: u64 = cols.get(4)?.parse().ok()?;
+            (cols.get(2) == Some(&"Transaction_payload")).then_some(end - pos)
+        })
+        .max()
+        .expect("a Transaction_payload event in the binlog");
+    largest.div_ceil(1 << 20)
+}
+
 /// The relay's peak resident set so far (VmHWM), in MiB.
 fn peak_rss_mib(relay: &Process) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", relay.pid()))
@@ -430,6 +449,25 @@ fn huge_transactions_are_relayed_in_bounded_memory() {
             BLOB_MIB << 20
         ),
     );
+    // The same kind of transaction compressed (binlog_transaction_compression):
+    // one TRANSACTION_PAYLOAD event, unpacked one inner event at a time.
+    let packed_rows = 500_000;
+    let packed = relay_peak_for(
+        &sb,
+        config,
+        &dir,
+        "compressed",
+        1,
+        &format!(
+            "SET SESSION binlog_transaction_compression = ON;
+             SET SESSION cte_max_recursion_depth = {packed_rows};
+             CREATE TABLE big.packed (id INT PRIMARY KEY, pad VARCHAR(500) NOT NULL);
+             INSERT INTO big.packed (id, pad)
+               WITH RECURSIVE seq (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {packed_rows})
+               SELECT n, RPAD(SHA2(n, 256), 500, 'x') FROM seq"
+        ),
+    );
+    let payload_mib = largest_payload_event_mib(&sb, 1);
     let table_bytes: u64 = sb
         .value(
             2,
@@ -439,7 +477,8 @@ fn huge_transactions_are_relayed_in_bounded_memory() {
         .unwrap_or(0);
     eprintln!(
         "memory: ledger {rows} rows ({} MiB of table data on the target): peak {ledger} MiB; \
-         {BLOB_MIB} MiB BLOB: peak {blob} MiB",
+         {BLOB_MIB} MiB BLOB: peak {blob} MiB; {packed_rows} rows compressed into a \
+         {payload_mib} MiB TRANSACTION_PAYLOAD: peak {packed} MiB",
         table_bytes >> 20
     );
     for m in [1, 2] {
@@ -449,7 +488,15 @@ fn huge_transactions_are_relayed_in_bounded_memory() {
             "ledger rows on m{m}"
         );
     }
+    assert_eq!(
+        sb.value(2, "SELECT COUNT(*) FROM big.packed"),
+        packed_rows.to_string()
+    );
     assert_eq!(checksums(&sb, 1, "big"), checksums(&sb, 2, "big"));
+    assert!(
+        packed <= BUDGET_MIB + payload_mib,
+        "compressed transaction: peak RSS {packed} MiB > {BUDGET_MIB} MiB + the {payload_mib} MiB payload event"
+    );
     assert!(
         ledger <= BUDGET_MIB,
         "1 GB transaction: peak RSS {ledger} MiB > {BUDGET_MIB} MiB"

@@ -13,6 +13,7 @@ const ROWS_FLAGS_OFFSET: usize = HEADER_LEN + 6;
 pub const STMT_END_F: u16 = 0x0001;
 /// Event type codes (binlog_event.h).
 const TABLE_MAP_EVENT: u8 = 19;
+const TRANSACTION_PAYLOAD_EVENT: u8 = 40;
 const ROWS_EVENT_TYPES: [u8; 7] = [23, 24, 25, 30, 31, 32, 39];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,6 +48,10 @@ pub fn event_size(header: &[u8; HEADER_LEN]) -> usize {
 
 pub fn is_table_map(event: &[u8]) -> bool {
     event.get(TYPE_OFFSET) == Some(&TABLE_MAP_EVENT)
+}
+
+pub fn is_transaction_payload(event: &[u8]) -> bool {
+    event.get(TYPE_OFFSET) == Some(&TRANSACTION_PAYLOAD_EVENT)
 }
 
 /// True for a Rows event that ends its statement (flag STMT_END_F).

@@ -9,14 +9,13 @@ pub mod assemble;
 pub mod client;
 pub mod event;
 pub mod event_bytes;
+mod payload;
 pub mod rewrite;
 
-use std::collections::VecDeque;
-use std::io::{BufRead, Read};
 use std::time::Duration;
 
 use mysql_common::binlog::consts::{BinlogChecksumAlg, EventType};
-use mysql_common::binlog::events::{RotateEvent, TransactionPayloadEvent};
+use mysql_common::binlog::events::RotateEvent;
 
 use crate::config::Master;
 use crate::conn::{self, ConnError};
@@ -26,6 +25,7 @@ use crate::wire::WireError;
 use self::client::{Client, ClientError};
 use self::event::{Format, RawEvent};
 use self::event_bytes::{CHECKSUM_LEN, HEADER_LEN};
+use self::payload::{PayloadError, Unpacker};
 
 /// MySQL's ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG, the Last_IO_Errno for 1236.
 pub const ER_SOURCE_FATAL_ERROR_READING_BINLOG: u32 = 13114;
@@ -144,8 +144,8 @@ pub struct BinlogSource {
     read_timeout: Duration,
     /// The source's FORMAT_DESCRIPTION in force.
     format: Format,
-    /// Events unpacked from the last TRANSACTION_PAYLOAD, handed out after it.
-    unpacked: VecDeque<RawEvent>,
+    /// The TRANSACTION_PAYLOAD whose events are being handed out.
+    unpacking: Option<Unpacker>,
     /// Binlog file and position of the last event, for Source_Log_File / Read_Source_Log_Pos.
     pub log_file: String,
     pub log_pos: u64,
@@ -294,7 +294,7 @@ pub async fn open(
             client: c,
             read_timeout,
             format: Format::initial(checksum),
-            unpacked: VecDeque::new(),
+            unpacking: None,
             log_file: String::new(),
             log_pos: 0,
         },
@@ -304,10 +304,10 @@ pub async fn open(
 impl BinlogSource {
     /// The next event; heartbeats count as traffic but are not returned.
     pub async fn next(&mut self) -> Result<RawEvent, SourceError> {
-        if let Some(event) = self.unpacked.pop_front() {
-            return Ok(event);
-        }
         loop {
+            if let Some(event) = self.next_unpacked()? {
+                return Ok(event);
+            }
             let event = self.read().await?;
             self.verify_checksum(&event)?;
             let header = event.header();
@@ -324,7 +324,13 @@ impl BinlogSource {
                         self.log_pos = r.position();
                     }
                 }
-                Ok(EventType::TRANSACTION_PAYLOAD_EVENT) => self.unpack(&event)?,
+                Ok(EventType::TRANSACTION_PAYLOAD_EVENT) => {
+                    // Its events follow; the payload itself is not handed out.
+                    let unpacker = Unpacker::new(event.into_bytes(), self.format.has_crc())
+                        .map_err(|e| self.malformed_payload(e))?;
+                    self.unpacking = Some(unpacker);
+                    continue;
+                }
                 _ => {}
             }
             return Ok(event);
@@ -379,45 +385,32 @@ impl BinlogSource {
         }
     }
 
-    /// Queue the events inside a TRANSACTION_PAYLOAD (decompressed by
-    /// mysql_common); each is a complete event without a checksum trailer.
-    fn unpack(&mut self, event: &RawEvent) -> Result<(), SourceError> {
-        let decoded = event.decode().map_err(|e| self.malformed(event, e))?;
-        let payload: TransactionPayloadEvent<'_> =
-            decoded.read_event().map_err(|e| self.malformed(event, e))?;
-        let mut reader = payload
-            .decompressed()
-            .map_err(|e| self.malformed(event, e))?;
-        let mut events = VecDeque::new();
-        while reader
-            .fill_buf()
-            .map(|b| !b.is_empty())
-            .map_err(|e| self.malformed(event, e))?
-        {
-            let mut header = [0u8; HEADER_LEN];
-            reader
-                .read_exact(&mut header)
-                .map_err(|e| self.malformed(event, e))?;
-            let size = event_bytes::event_size(&header);
-            let Some(body) = size.checked_sub(HEADER_LEN) else {
-                return Err(self.malformed(event, "an inner event shorter than its header"));
-            };
-            // Room for the trailer the event gets when it is relayed.
-            let mut bytes = Vec::with_capacity(size + CHECKSUM_LEN);
-            bytes.extend_from_slice(&header);
-            bytes.resize(HEADER_LEN + body, 0);
-            reader
-                .read_exact(&mut bytes[HEADER_LEN..])
-                .map_err(|e| self.malformed(event, e))?;
-            let inner = RawEvent::new(bytes, self.format.clone(), true)
-                .ok_or_else(|| self.malformed(event, "truncated inner event"))?;
-            if inner.event_type() == Ok(EventType::TRANSACTION_PAYLOAD_EVENT) {
-                return Err(self.malformed(event, "a TRANSACTION_PAYLOAD inside another"));
+    /// The next event of the TRANSACTION_PAYLOAD being unpacked, if any:
+    /// a complete event without a checksum trailer (WL#3549).
+    fn next_unpacked(&mut self) -> Result<Option<RawEvent>, SourceError> {
+        let Some(unpacker) = &mut self.unpacking else {
+            return Ok(None);
+        };
+        match unpacker.next_event() {
+            Ok(Some(bytes)) => RawEvent::new(bytes, self.format.clone(), true)
+                .map(Some)
+                .ok_or_else(|| self.malformed_payload(PayloadError::ShortEvent)),
+            Ok(None) => {
+                self.unpacking = None;
+                Ok(None)
             }
-            events.push_back(inner);
+            Err(e) => Err(self.malformed_payload(e)),
         }
-        self.unpacked = events;
-        Ok(())
+    }
+
+    fn malformed_payload(&self, e: PayloadError) -> SourceError {
+        SourceError::Stream {
+            code: 0,
+            message: format!(
+                "source {}: cannot unpack the TRANSACTION_PAYLOAD event at {}:{}: {e}",
+                self.master, self.log_file, self.log_pos
+            ),
+        }
     }
 
     /// Events read from the network carry a CRC32 when the source uses it.
