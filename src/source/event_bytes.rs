@@ -7,6 +7,9 @@ pub const HEADER_LEN: usize = 19;
 const TYPE_OFFSET: usize = 4;
 const EVENT_LEN_OFFSET: usize = 9;
 pub const CHECKSUM_LEN: usize = 4;
+/// No event is larger than the 1 GiB packet limit a source applies to what it
+/// sends replicas (MAX_MAX_ALLOWED_PACKET).
+pub const MAX_EVENT_LEN: usize = 1 << 30;
 /// Rows events: the 2 flag bytes follow the 6-byte table id.
 const ROWS_FLAGS_OFFSET: usize = HEADER_LEN + 6;
 /// Rows_event::STMT_END_F: the last Rows event of its statement.

@@ -74,6 +74,9 @@ impl Unpacker {
         if size < HEADER_LEN {
             return Err(PayloadError::ShortEvent);
         }
+        if size > event_bytes::MAX_EVENT_LEN {
+            return Err(PayloadError::Header("an inner event larger than 1 GiB"));
+        }
         if event_bytes::is_transaction_payload(&header) {
             return Err(PayloadError::Nested);
         }

@@ -326,7 +326,8 @@ impl Client {
         let mut header = [0u8; HEADER_LEN];
         payload.read_exact(&mut header).await?;
         let size = event_bytes::event_size(&header);
-        if size < HEADER_LEN {
+        // A larger size is a corrupt header, not something to allocate for.
+        if !(HEADER_LEN..=event_bytes::MAX_EVENT_LEN).contains(&size) {
             return Err(ClientError::Protocol { what: "event size" });
         }
         let mut event = Vec::with_capacity(size);
