@@ -27,6 +27,8 @@ pub enum PayloadError {
     Io(#[from] io::Error),
     #[error("an inner event shorter than its header")]
     ShortEvent,
+    #[error("an inner event of {0} bytes, more than any source sends")]
+    TooLarge(usize),
     #[error("a TRANSACTION_PAYLOAD inside another")]
     Nested,
 }
@@ -75,7 +77,7 @@ impl Unpacker {
             return Err(PayloadError::ShortEvent);
         }
         if size > event_bytes::MAX_EVENT_LEN {
-            return Err(PayloadError::Header("an inner event larger than 1 GiB"));
+            return Err(PayloadError::TooLarge(size));
         }
         if event_bytes::is_transaction_payload(&header) {
             return Err(PayloadError::Nested);
