@@ -27,6 +27,9 @@
 #          alternating order (two rounds), so both see the same machine load.
 #          E.g. --relay-apply 'conflict = "last-writer-wins"'.
 # Cost:    relay CPU seconds per 1,000 transactions and peak RSS.
+# --profile (catchup): sample every CPU (perf, cpu-clock) while each applier
+#          catches up, and print where the machine's time went by thread name,
+#          idle included: the profile docs/benchmarks.md discusses.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -36,6 +39,7 @@ rates="100 300"
 relay_apply=""
 ab_bin=target/release/gtid-relay
 ab_apply=
+profile=
 while (($#)); do
     case $1 in
         catchup | steady | ab | modes) phases+=("$1") ;;
@@ -44,7 +48,8 @@ while (($#)); do
         --seconds) seconds=$2; shift ;;
         --rates) rates=$2; shift ;;
         --relay-apply) relay_apply=$2; shift ;;
-        *) echo "usage: deploy/bench.sh [catchup] [steady] [ab] [modes] [--ab-bin PATH] [--ab-apply TOML] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML]" >&2; exit 2 ;;
+        --profile) profile=1 ;;
+        *) echo "usage: deploy/bench.sh [catchup] [steady] [ab] [modes] [--ab-bin PATH] [--ab-apply TOML] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML] [--profile]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -56,6 +61,9 @@ sb=deploy/sandbox.sh
 PW=relay-sandbox-pw
 $sb install
 command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc >/dev/null; }
+if [[ -n $profile ]] && ! command -v perf >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null
+fi
 cargo build --release --quiet
 ROOT=$($sb root)
 work=$(mktemp -d /tmp/gtid-relay-bench.XXXXXX)
@@ -126,6 +134,23 @@ stop_relay() {
 cpu_secs() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 peak_rss() { awk '/VmHWM/ { print $2 }' "/proc/$1/status"; }
 
+# profile_start LABEL / profile_stop TITLE LABEL: with --profile, sample all CPUs in
+# between, then print the share of samples per thread name (swapper = idle).
+profile_pid=
+profile_start() {
+    [[ -n $profile ]] || return 0
+    perf record -q -e cpu-clock -F 499 -a -o "$work/perf-$1.data" >/dev/null 2>&1 &
+    profile_pid=$!
+}
+profile_stop() { # profile_stop TITLE LABEL
+    [[ -n $profile ]] || return 0
+    kill -INT "$profile_pid"
+    wait "$profile_pid" || true
+    echo "profile, $1: share of all CPU samples by thread (swapper = idle)"
+    perf report -i "$work/perf-$2.data" --no-children --sort comm --stdio -g none 2>/dev/null |
+        awk '/^ +[0-9]/ && n++ < 8'
+}
+
 native_replica() { # native_replica REPLICA SOURCE [workers]
     sql "$1" "STOP REPLICA; RESET REPLICA ALL;
         CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=$(port "$2"),
@@ -163,12 +188,18 @@ catchup() {
     echo "backlog: $backlog transactions"
 
     local t0 t1 native16 native relay
+    profile_start native
     t0=$(now); sql 3 "START REPLICA"; wait_caught_up 3 1; t1=$(now)
+    profile_stop "native replica (defaults)" native
     native=$(echo "$backlog / ($t1 - $t0)" | bc -l)
+    profile_start native16
     t0=$(now); sql 4 "START REPLICA"; wait_caught_up 4 1; t1=$(now)
+    profile_stop "native replica (16 workers)" native16
     native16=$(echo "$backlog / ($t1 - $t0)" | bc -l)
+    profile_start relay
     t0=$(now); start_relay "$work/oneway.toml"; local cpu0; cpu0=$(cpu_secs "$relay_pid")
     wait_caught_up 2 1; t1=$(now)
+    profile_stop "gtid-relay" relay
     relay=$(echo "$backlog / ($t1 - $t0)" | bc -l)
     local cpu rss
     cpu=$(echo "($(cpu_secs "$relay_pid") - $cpu0) * 1000 / $backlog" | bc -l)
