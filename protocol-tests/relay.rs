@@ -241,6 +241,50 @@ target = \"m1\"
     relay.stop();
 }
 
+/// Executed_Gtid_Set is the target's gtid_executed. A write made on a master
+/// itself shows in the Executed_Gtid_Set of the channels into that master as
+/// soon as the relay reads it from the master's binlog (the channel out of it
+/// does), not at the next one-second refresh of the target's set.
+#[test]
+fn executed_gtid_set_shows_a_local_write_as_soon_as_the_relay_reads_it() {
+    let sb = Sandbox::start(2, &[]);
+    let relay = InProcess::start(&config_text(&sb, &[1, 2], ""));
+    relay.wait_running();
+    for round in 0..5 {
+        let before = sb.value(2, "SELECT @@GLOBAL.gtid_executed");
+        sb.sql(2, &format!("CREATE DATABASE local_{round}"));
+        let written = parse_set(&sb.value(
+            2,
+            &format!("SELECT GTID_SUBTRACT(@@GLOBAL.gtid_executed, '{before}')"),
+        ));
+        assert!(!written.is_empty(), "round {round}: m2 logged the write");
+        // Polled in a tight loop: the check below follows the read by far
+        // less than the refresh period.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let into_m2 = loop {
+            let status = relay.status();
+            let read = status
+                .iter()
+                .find(|c| c.name == "m2->m1")
+                .is_some_and(|c| written.is_subset(&parse_set(&c.retrieved_gtid_set)));
+            if read {
+                let into_m2 = status.into_iter().find(|c| c.name == "m1->m2");
+                break into_m2.expect("channel m1->m2").executed_gtid_set;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: m2->m1 never read {written}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert!(
+            written.is_subset(&parse_set(&into_m2)),
+            "round {round}: m1->m2 Executed_Gtid_Set {into_m2} lacks m2's own {written}"
+        );
+    }
+    relay.stop();
+}
+
 #[test]
 fn sigterm_stops_the_binary_cleanly_with_exit_status_zero() {
     let sb = Sandbox::start(2, &[]);

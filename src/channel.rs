@@ -148,6 +148,10 @@ pub struct Channel {
     /// T's executed set as known to every channel into T (a mesh delivers some
     /// transactions by two paths; the first to commit wins, the rest skip).
     target_executed: Arc<Mutex<GtidSet>>,
+    /// S's executed set, shared the same way: every transaction this channel
+    /// reads from S's binlog is committed on S, which the channels into S and
+    /// their Executed_Gtid_Set learn at once rather than at the next refresh.
+    source_executed: Arc<Mutex<GtidSet>>,
     /// Set when other channels deliver to the same target: they take turns on a GTID.
     claims: Option<Arc<Claims>>,
     /// Shared last-writer-wins state, when this channel resolves conflicts so.
@@ -452,6 +456,10 @@ impl Channel {
                 }
             };
             if let Step::Begin(header) = &step {
+                self.source_executed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(&header.gtid);
                 let verdict = filter::decide(&header.gtid, &target_uuid, &self.executed());
                 let mut st = self.state();
                 st.retrieved.insert(&header.gtid);
@@ -823,12 +831,12 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(config: &Config) -> Relay {
-        let executed_by_target: Vec<Arc<Mutex<GtidSet>>> = config
+        let executed_by_master: Vec<Arc<Mutex<GtidSet>>> = config
             .masters
             .iter()
             .map(|_| Arc::new(Mutex::new(GtidSet::new())))
             .collect();
-        let claims_by_target: Vec<Arc<Claims>> = executed_by_target
+        let claims_by_target: Vec<Arc<Claims>> = executed_by_master
             .iter()
             .map(|executed| Arc::new(Claims::new(executed.clone())))
             .collect();
@@ -876,7 +884,8 @@ impl Relay {
                     registration: registration(config, i, c),
                     source_settings: config.source.clone(),
                     apply_settings: config.apply.clone(),
-                    target_executed: executed_by_target[c.target].clone(),
+                    target_executed: executed_by_master[c.target].clone(),
+                    source_executed: executed_by_master[c.source].clone(),
                     claims: (config
                         .channels
                         .iter()
