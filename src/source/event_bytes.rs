@@ -9,7 +9,7 @@ const EVENT_LEN_OFFSET: usize = 9;
 pub const CHECKSUM_LEN: usize = 4;
 /// No event is larger than the 1 GiB packet limit a source applies to what it
 /// sends replicas (MAX_MAX_ALLOWED_PACKET).
-pub const MAX_EVENT_LEN: usize = 1 << 30;
+const MAX_EVENT_LEN: usize = 1 << 30;
 /// Rows events: the 2 flag bytes follow the 6-byte table id.
 const ROWS_FLAGS_OFFSET: usize = HEADER_LEN + 6;
 /// Rows_event::STMT_END_F: the last Rows event of its statement.
@@ -25,6 +25,8 @@ pub enum LayoutError {
     Truncated(&'static str),
     #[error("event larger than 4 GiB")]
     TooLarge,
+    #[error("event size {0} in its header is outside {HEADER_LEN} bytes to 1 GiB")]
+    Size(usize),
 }
 
 /// Set the header's event size to the buffer's length and, when the source
@@ -43,10 +45,19 @@ pub fn reseal(event: &mut [u8], crc: bool) -> Result<(), LayoutError> {
     Ok(())
 }
 
-/// The event size a header announces.
-pub fn event_size(header: &[u8; HEADER_LEN]) -> usize {
+/// A buffer for the event `header` starts: the header, then zeroes for the
+/// rest of the size it announces, with `spare` bytes of capacity beyond.
+/// A size no source sends is a corrupt header, refused before allocating.
+pub fn buffer_for(header: &[u8; HEADER_LEN], spare: usize) -> Result<Vec<u8>, LayoutError> {
     let size = &header[EVENT_LEN_OFFSET..EVENT_LEN_OFFSET + 4];
-    u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize
+    let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize;
+    if !(HEADER_LEN..=MAX_EVENT_LEN).contains(&size) {
+        return Err(LayoutError::Size(size));
+    }
+    let mut event = Vec::with_capacity(size + spare);
+    event.extend_from_slice(header);
+    event.resize(size, 0);
+    Ok(event)
 }
 
 pub fn is_table_map(event: &[u8]) -> bool {
@@ -101,6 +112,23 @@ mod tests {
         assert!(!ends_statement(&event(19, 1)));
         assert!(is_table_map(&event(19, 1)));
         assert!(!ends_statement(&[0, 0, 0, 0, 30]));
+    }
+
+    #[test]
+    fn buffers_have_the_announced_size_and_corrupt_sizes_are_refused() {
+        let mut header = [7u8; HEADER_LEN];
+        header[EVENT_LEN_OFFSET..EVENT_LEN_OFFSET + 4].copy_from_slice(&30u32.to_le_bytes());
+        let buffer = buffer_for(&header, CHECKSUM_LEN).expect("a valid size");
+        assert_eq!(buffer.len(), 30);
+        assert_eq!(&buffer[..HEADER_LEN], &header[..]);
+        assert!(buffer.capacity() >= 30 + CHECKSUM_LEN);
+        for size in [0u32, 18, (1 << 30) + 1, u32::MAX] {
+            header[EVENT_LEN_OFFSET..EVENT_LEN_OFFSET + 4].copy_from_slice(&size.to_le_bytes());
+            assert_eq!(
+                buffer_for(&header, 0),
+                Err(LayoutError::Size(size as usize))
+            );
+        }
     }
 
     #[test]

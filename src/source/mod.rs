@@ -24,7 +24,7 @@ use crate::wire::WireError;
 
 use self::client::{Client, ClientError};
 use self::event::{Format, RawEvent};
-use self::event_bytes::{CHECKSUM_LEN, HEADER_LEN};
+use self::event_bytes::{CHECKSUM_LEN, HEADER_LEN, LayoutError};
 use self::payload::{PayloadError, Unpacker};
 
 /// MySQL's ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG, the Last_IO_Errno for 1236.
@@ -394,7 +394,9 @@ impl BinlogSource {
         match unpacker.next_event() {
             Ok(Some(bytes)) => RawEvent::new(bytes, self.format.clone(), true)
                 .map(Some)
-                .ok_or_else(|| self.malformed_payload(PayloadError::ShortEvent)),
+                .ok_or_else(|| {
+                    self.malformed_payload(PayloadError::Layout(LayoutError::Truncated("header")))
+                }),
             Ok(None) => {
                 self.unpacking = None;
                 Ok(None)

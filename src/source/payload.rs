@@ -9,7 +9,7 @@
 
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 
-use crate::source::event_bytes::{self, CHECKSUM_LEN, HEADER_LEN};
+use crate::source::event_bytes::{self, CHECKSUM_LEN, HEADER_LEN, LayoutError};
 
 const END_MARK: u64 = 0;
 const PAYLOAD_SIZE: u64 = 1;
@@ -25,10 +25,8 @@ pub enum PayloadError {
     Compression(u64),
     #[error("decompressing: {0}")]
     Io(#[from] io::Error),
-    #[error("an inner event shorter than its header")]
-    ShortEvent,
-    #[error("an inner event of {0} bytes, more than any source sends")]
-    TooLarge(usize),
+    #[error("an inner event: {0}")]
+    Layout(#[from] LayoutError),
     #[error("a TRANSACTION_PAYLOAD inside another")]
     Nested,
 }
@@ -72,19 +70,10 @@ impl Unpacker {
         }
         let mut header = [0u8; HEADER_LEN];
         self.reader.read_exact(&mut header)?;
-        let size = event_bytes::event_size(&header);
-        if size < HEADER_LEN {
-            return Err(PayloadError::ShortEvent);
-        }
-        if size > event_bytes::MAX_EVENT_LEN {
-            return Err(PayloadError::TooLarge(size));
-        }
         if event_bytes::is_transaction_payload(&header) {
             return Err(PayloadError::Nested);
         }
-        let mut bytes = Vec::with_capacity(size + CHECKSUM_LEN);
-        bytes.extend_from_slice(&header);
-        bytes.resize(size, 0);
+        let mut bytes = event_bytes::buffer_for(&header, CHECKSUM_LEN)?;
         self.reader.read_exact(&mut bytes[HEADER_LEN..])?;
         Ok(Some(bytes))
     }

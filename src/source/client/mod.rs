@@ -325,14 +325,8 @@ impl Client {
         }
         let mut header = [0u8; HEADER_LEN];
         payload.read_exact(&mut header).await?;
-        let size = event_bytes::event_size(&header);
-        // A larger size is a corrupt header, not something to allocate for.
-        if !(HEADER_LEN..=event_bytes::MAX_EVENT_LEN).contains(&size) {
-            return Err(ClientError::Protocol { what: "event size" });
-        }
-        let mut event = Vec::with_capacity(size);
-        event.extend_from_slice(&header);
-        event.resize(size, 0);
+        let mut event = event_bytes::buffer_for(&header, 0)
+            .map_err(|_| ClientError::Protocol { what: "event size" })?;
         payload.read_exact(&mut event[HEADER_LEN..]).await?;
         payload.finish().await?;
         Ok(Some(event))
