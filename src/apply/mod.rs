@@ -499,11 +499,9 @@ impl Applier {
         let pieces = Pieces::new(sql, &event);
         let len = pieces.statement_len();
         if len > self.max_allowed_packet {
-            return Err(ApplyError::Transaction {
-                target: self.target.clone(),
-                gtid: self.current_gtid(),
-                errno: ER_NET_PACKET_TOO_LARGE,
-                message: format!(
+            return Err(self.failed(
+                ER_NET_PACKET_TOO_LARGE,
+                format!(
                     "a {}-byte row event needs a {len}-byte BINLOG statement, more than the target's \
                      max_allowed_packet ({}); raise it on {} (SET PERSIST max_allowed_packet = ...) \
                      and start the channel again",
@@ -511,9 +509,9 @@ impl Applier {
                     self.max_allowed_packet,
                     self.target
                 ),
-                what: "row events".into(),
-                transient: false,
-            });
+                "row events".into(),
+                false,
+            ));
         }
         let count = pieces.count();
         for i in 0..count {
@@ -546,13 +544,23 @@ impl Applier {
     }
 
     fn malformed(&self, e: LayoutError) -> ApplyError {
+        self.failed(
+            0,
+            e.to_string(),
+            "cutting a long statement's row events".into(),
+            false,
+        )
+    }
+
+    /// An error in the current transaction.
+    fn failed(&self, errno: u32, message: String, what: String, transient: bool) -> ApplyError {
         ApplyError::Transaction {
             target: self.target.clone(),
             gtid: self.current_gtid(),
-            errno: 0,
-            message: e.to_string(),
-            what: "cutting a long statement's row events".into(),
-            transient: false,
+            errno,
+            message,
+            what,
+            transient,
         }
     }
 
@@ -709,14 +717,12 @@ impl Applier {
             Some(limit) => match tokio::time::timeout(limit, run).await {
                 Ok(r) => r,
                 Err(_) => {
-                    return Err(ApplyError::Transaction {
-                        target: self.target.clone(),
-                        gtid: self.current_gtid(),
-                        errno: conn::CR_SERVER_LOST,
-                        message: format!("no answer within {limit:?}; dropping the session"),
+                    return Err(self.failed(
+                        conn::CR_SERVER_LOST,
+                        format!("no answer within {limit:?}; dropping the session"),
                         what,
-                        transient: true,
-                    });
+                        true,
+                    ));
                 }
             },
         };
@@ -747,20 +753,15 @@ impl Applier {
 
     fn error(&self, e: &mysql_async::Error, what: String) -> ApplyError {
         let errno = conn::errno_of(e);
-        ApplyError::Transaction {
-            target: self.target.clone(),
-            gtid: self.current_gtid(),
-            errno,
-            message: match e {
-                mysql_async::Error::Server(s) => s.message.clone(),
-                other => other.to_string(),
-            },
-            what,
-            transient: conn::is_transient(e)
-                || (self.resolver.is_some()
-                    && (LWW_RETRIED_ALWAYS.contains(&errno)
-                        || (!self.strict_statement && LWW_RETRIED_KEYED.contains(&errno)))),
-        }
+        let message = match e {
+            mysql_async::Error::Server(s) => s.message.clone(),
+            other => other.to_string(),
+        };
+        let transient = conn::is_transient(e)
+            || (self.resolver.is_some()
+                && (LWW_RETRIED_ALWAYS.contains(&errno)
+                    || (!self.strict_statement && LWW_RETRIED_KEYED.contains(&errno))));
+        self.failed(errno, message, what, transient)
     }
 }
 
