@@ -722,43 +722,32 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// registers with the same id or UUID, which would make two relays running the
 /// same configuration (a warm standby) take turns instead of both streaming.
 fn registration(config: &Config, index: usize, channel: &ChannelConfig) -> Registration {
-    let seed = identity::seed(&[
-        &identity::hostname(),
-        &config.relay.report_host,
-        &config.relay.report_port.to_string(),
-        &std::process::id().to_string(),
-        &channel.name,
-    ]);
-    Registration {
-        server_id: match config.relay.server_id {
-            Some(base) => base.wrapping_add(u32::try_from(index).unwrap_or(0)),
-            None => identity::server_id(seed),
-        },
-        replica_uuid: identity::uuid(seed),
-        report_host: config.relay.report_host.clone(),
-        report_port: config.relay.report_port,
-        heartbeat: config.source.heartbeat,
-    }
+    replica_registration(config, index, &[&channel.name])
 }
 
 /// The version tracker of a master reads its binlog as one more replica, with
 /// its own server_id and replica UUID (a source drops an older dump thread
-/// registered under the same ones).
+/// registered under the same ones); its ids follow the channels'.
 fn tracker_registration(config: &Config, index: usize, master: &Master) -> Registration {
-    let seed = identity::seed(&[
-        &identity::hostname(),
-        &config.relay.report_host,
-        &config.relay.report_port.to_string(),
-        &std::process::id().to_string(),
-        "version-tracker",
-        &master.name,
-    ]);
-    let channels = u32::try_from(config.channels.len()).unwrap_or(0);
+    let slot = config.channels.len() + index;
+    replica_registration(config, slot, &["version-tracker", &master.name])
+}
+
+/// Replica `slot` of this relay, named by `names`: `server_id` is the
+/// configured base plus the slot, or derived from the names like the UUID.
+fn replica_registration(config: &Config, slot: usize, names: &[&str]) -> Registration {
+    let mut parts = vec![
+        identity::hostname(),
+        config.relay.report_host.clone(),
+        config.relay.report_port.to_string(),
+        std::process::id().to_string(),
+    ];
+    parts.extend(names.iter().map(|n| n.to_string()));
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let seed = identity::seed(&parts);
     Registration {
         server_id: match config.relay.server_id {
-            Some(base) => base
-                .wrapping_add(channels)
-                .wrapping_add(u32::try_from(index).unwrap_or(0)),
+            Some(base) => base.wrapping_add(u32::try_from(slot).unwrap_or(0)),
             None => identity::server_id(seed),
         },
         replica_uuid: identity::uuid(seed),
