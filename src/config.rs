@@ -324,11 +324,11 @@ struct RawRoute {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
-    heartbeat_secs: Option<f64>,
-    read_timeout_secs: Option<f64>,
-    connect_timeout_secs: Option<f64>,
-    reconnect_min_secs: Option<f64>,
-    reconnect_max_secs: Option<f64>,
+    heartbeat_secs: Option<Spanned<f64>>,
+    read_timeout_secs: Option<Spanned<f64>>,
+    connect_timeout_secs: Option<Spanned<f64>>,
+    reconnect_min_secs: Option<Spanned<f64>>,
+    reconnect_max_secs: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -337,7 +337,7 @@ struct RawApply {
     conflict: Option<ConflictMode>,
     ddl: Option<bool>,
     max_statement_bytes: Option<Spanned<usize>>,
-    statement_timeout_secs: Option<f64>,
+    statement_timeout_secs: Option<Spanned<f64>>,
     workers: Option<Spanned<usize>>,
     preserve_commit_order: Option<bool>,
     conflict_log: Option<PathBuf>,
@@ -484,13 +484,15 @@ impl Config {
             Some(list) => resolve_channels(src, &masters, list, default_conflict, &default_routes)?,
         };
 
-        let source = resolve_source(raw.source);
-        let statement_timeout = raw
+        let source = resolve_source(src, raw.source)?;
+        let statement_timeout = match raw
             .apply
             .as_ref()
-            .and_then(|a| a.statement_timeout_secs)
-            .filter(|s| *s > 0.0)
-            .map(Duration::from_secs_f64);
+            .and_then(|a| a.statement_timeout_secs.as_ref())
+        {
+            Some(v) => seconds(src, v, "apply.statement_timeout_secs")?,
+            None => None,
+        };
         let workers = match raw.apply.as_ref().and_then(|a| a.workers.clone()) {
             Some(w) if !(1..=64).contains(w.get_ref()) => {
                 return Err(src.err(w.span(), "apply.workers", "must be between 1 and 64"));
@@ -685,10 +687,8 @@ fn resolve_master(
 
 fn resolve_lww(src: &Source<'_>, raw: Option<&RawApply>) -> Result<LwwSettings, ConfigError> {
     let secs = |v: Option<&Spanned<f64>>, key: &str, default: f64| match v {
-        Some(s) if !(*s.get_ref() > 0.0 && s.get_ref().is_finite()) => {
-            Err(src.err(s.span(), key, "must be a positive number of seconds"))
-        }
-        Some(s) => Ok(Duration::from_secs_f64(*s.get_ref())),
+        Some(s) => seconds(src, s, key)?
+            .ok_or_else(|| src.err(s.span(), key, "must be a positive number of seconds")),
         None => Ok(Duration::from_secs_f64(default)),
     };
     let version_max_keys = match raw.and_then(|a| a.version_max_keys.as_ref()) {
@@ -874,9 +874,26 @@ fn resolve_routes(
     Ok(out)
 }
 
-fn resolve_source(raw: Option<RawSource>) -> SourceSettings {
-    let secs =
-        |v: Option<f64>, d: f64| Duration::from_secs_f64(v.filter(|x| *x > 0.0).unwrap_or(d));
+/// A number of seconds: None for zero or less (unset); an error for what no
+/// Duration holds (infinite, or beyond about 584 billion years).
+fn seconds(src: &Source<'_>, v: &Spanned<f64>, key: &str) -> Result<Option<Duration>, ConfigError> {
+    let secs = *v.get_ref();
+    if secs.is_nan() || secs <= 0.0 {
+        return Ok(None);
+    }
+    Duration::try_from_secs_f64(secs)
+        .map(Some)
+        .map_err(|_| src.err(v.span(), key, "must be a positive number of seconds"))
+}
+
+fn resolve_source(src: &Source<'_>, raw: Option<RawSource>) -> Result<SourceSettings, ConfigError> {
+    let secs = |v: &Option<Spanned<f64>>, key: &str, d: f64| -> Result<Duration, ConfigError> {
+        Ok(match v {
+            Some(v) => seconds(src, v, &format!("source.{key}"))?,
+            None => None,
+        }
+        .unwrap_or_else(|| Duration::from_secs_f64(d)))
+    };
     let raw = raw.unwrap_or(RawSource {
         heartbeat_secs: None,
         read_timeout_secs: None,
@@ -884,14 +901,18 @@ fn resolve_source(raw: Option<RawSource>) -> SourceSettings {
         reconnect_min_secs: None,
         reconnect_max_secs: None,
     });
-    let heartbeat = secs(raw.heartbeat_secs, 2.0);
-    SourceSettings {
+    let heartbeat = secs(&raw.heartbeat_secs, "heartbeat_secs", 2.0)?;
+    Ok(SourceSettings {
         heartbeat,
-        read_timeout: secs(raw.read_timeout_secs, heartbeat.as_secs_f64() * 2.0 + 1.0),
-        connect_timeout: secs(raw.connect_timeout_secs, 10.0),
-        reconnect_min: secs(raw.reconnect_min_secs, 0.5),
-        reconnect_max: secs(raw.reconnect_max_secs, 30.0),
-    }
+        read_timeout: secs(
+            &raw.read_timeout_secs,
+            "read_timeout_secs",
+            heartbeat.as_secs_f64() * 2.0 + 1.0,
+        )?,
+        connect_timeout: secs(&raw.connect_timeout_secs, "connect_timeout_secs", 10.0)?,
+        reconnect_min: secs(&raw.reconnect_min_secs, "reconnect_min_secs", 0.5)?,
+        reconnect_max: secs(&raw.reconnect_max_secs, "reconnect_max_secs", 30.0)?,
+    })
 }
 
 fn parse_addr(src: &Source<'_>, s: &Spanned<String>, key: &str) -> Result<SocketAddr, ConfigError> {
@@ -1007,6 +1028,28 @@ password = "pw2"
         );
         let unknown = error(&format!("[apply]\nconflict = \"newest\"\n{TWO}"));
         assert!(unknown.contains("last-writer-wins"), "{unknown}");
+    }
+
+    #[test]
+    fn durations_no_duration_holds_are_errors_naming_the_key() {
+        for (table, key) in [
+            ("source", "heartbeat_secs"),
+            ("source", "reconnect_max_secs"),
+            ("apply", "statement_timeout_secs"),
+            ("apply", "version_window_secs"),
+        ] {
+            for value in ["1e20", "inf"] {
+                let e = error(&format!("[{table}]\n{key} = {value}\n{TWO}"));
+                assert!(e.contains(&format!("{table}.{key}")), "{e}");
+            }
+        }
+        // Zero or less still means unset where it did.
+        let c = parse(&format!(
+            "[source]\nheartbeat_secs = 0\n[apply]\nstatement_timeout_secs = -1\n{TWO}"
+        ))
+        .expect("valid");
+        assert_eq!(c.source.heartbeat, Duration::from_secs(2));
+        assert_eq!(c.apply.statement_timeout, None);
     }
 
     #[test]
