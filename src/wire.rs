@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Payloads of this length continue in the next packet.
-const MAX_CHUNK: usize = 0xff_ff_ff;
+pub const MAX_CHUNK: usize = 0xff_ff_ff;
 
 /// Any byte stream a connection can run over (plain TCP, or TLS after the upgrade).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -19,13 +19,14 @@ use mysql_common::packets::{
     Sid, SslRequest,
 };
 use mysql_common::proto::MySerialize;
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::config::{Master, SslMode};
 use crate::conn::{self, CR_CONN_HOST_ERROR, CR_SERVER_LOST, CR_SSL_CONNECTION_ERROR, ConnError};
 use crate::source::event_bytes::{self, HEADER_LEN};
-use crate::wire::{Packets, WireError};
+use crate::wire::{MAX_CHUNK, Packets, WireError};
 
 use self::tls::TlsSetupError;
 
@@ -36,9 +37,8 @@ const MAX_PACKET: usize = 16 * 1024 * 1024;
 const COM_QUERY: u8 = 0x03;
 /// utf8mb4_general_ci, the handshake's one-byte collation.
 const UTF8MB4_GENERAL_CI: u8 = 45;
-/// An OK packet with header 0xfe ends a result set (CLIENT_DEPRECATE_EOF), and a
-/// 0xfe packet ends the binlog stream; a row or event starting with 0xfe is longer.
-const EOF_MAX_LEN: usize = 0xff_ff_ff;
+/// Reads from a plaintext socket go through a buffer of this size.
+const READ_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -147,6 +147,10 @@ impl Client {
             .map_err(ClientError::Unreachable)?;
         // Best effort: small commands and acks should not wait for Nagle.
         let _ = tcp.set_nodelay(true);
+        // Packet and event headers are read a few bytes at a time: buffered,
+        // that is one system call per batch of events. A read larger than the
+        // buffer (a big event's body) still goes straight into its own buffer.
+        let tcp = BufReader::with_capacity(READ_BUFFER, tcp);
         let mut packets = Packets::new(Box::new(tcp), MAX_PACKET);
 
         let greeting = packets.read().await?;
@@ -156,10 +160,7 @@ impl Client {
         let hs: HandshakePacket<'_> = ParseBuf(&greeting)
             .parse(())
             .map_err(|_| ClientError::Protocol { what: "greeting" })?;
-        // The nonce is 20 bytes; the greeting NUL-terminates its second part.
-        let mut nonce = hs.scramble_1_ref().to_vec();
-        nonce.extend_from_slice(hs.scramble_2_ref().unwrap_or_default());
-        nonce.resize(20, 0);
+        let nonce = hs.nonce();
         let plugin = match hs.auth_plugin() {
             Some(AuthPlugin::CachingSha2Password) => AuthPlugin::CachingSha2Password,
             _ => AuthPlugin::MysqlNativePassword,
@@ -243,7 +244,9 @@ impl Client {
         loop {
             let p = self.packets.read().await?;
             match p.first() {
-                Some(0xfe) if p.len() < EOF_MAX_LEN => return Ok(first),
+                // An OK packet with header 0xfe ends a result set
+                // (CLIENT_DEPRECATE_EOF); a row starting with 0xfe is longer.
+                Some(0xfe) if p.len() < MAX_CHUNK => return Ok(first),
                 Some(0xff) => return Err(server_error(&p, self.caps)),
                 _ if first.is_none() => first = Some(parse_row(&p, columns)?),
                 _ => {}
