@@ -9,7 +9,7 @@ use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, StatusVarVal};
 
 use crate::gtid::{Gtid, Tag, Uuid};
-use crate::source::event::RawEvent;
+use crate::source::event::{RawEvent, kind_of};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AssembleError {
@@ -123,15 +123,12 @@ pub struct Assembler {
 }
 
 fn kind(event: &Event) -> String {
-    match event.header().event_type() {
-        Ok(t) => format!("{t:?}"),
-        Err(e) => format!("unknown type {}", e.0),
-    }
+    kind_of(event.header().event_type())
 }
 
-fn decode_err(event: &Event, e: impl std::fmt::Display) -> AssembleError {
+fn decode_err(kind: String, e: impl std::fmt::Display) -> AssembleError {
     AssembleError::Decode {
-        kind: kind(event),
+        kind,
         message: e.to_string(),
     }
 }
@@ -141,7 +138,7 @@ pub(crate) fn header_of(event: &Event, g: &GtidEvent) -> Result<TxnHeader, Assem
         Some(t) => Some(
             t.as_str()
                 .parse::<Tag>()
-                .map_err(|e| decode_err(event, e))?,
+                .map_err(|e| decode_err(kind(event), e))?,
         ),
         None => None,
     };
@@ -217,10 +214,6 @@ impl Assembler {
                 why: "unknown event type",
             });
         };
-        let layout_err = |kind: String, e: &dyn std::fmt::Display| AssembleError::Decode {
-            kind,
-            message: e.to_string(),
-        };
         match event_type {
             TABLE_MAP_EVENT
             | WRITE_ROWS_EVENT
@@ -232,7 +225,7 @@ impl Assembler {
             | DELETE_ROWS_EVENT_V1 => match self.state {
                 State::InTxn { began: true, .. } => {
                     let kind = event.kind();
-                    let bytes = event.into_serialized().map_err(|e| layout_err(kind, &e))?;
+                    let bytes = event.into_serialized().map_err(|e| decode_err(kind, e))?;
                     Ok(Some(Step::Rows(bytes)))
                 }
                 _ => Err(AssembleError::OutsideTransaction { kind: event.kind() }),
@@ -241,7 +234,7 @@ impl Assembler {
                 let crc = event.format().has_crc();
                 let kind = event.kind();
                 Ok(Some(Step::FormatDescription(Fde {
-                    event: event.into_serialized().map_err(|e| layout_err(kind, &e))?,
+                    event: event.into_serialized().map_err(|e| decode_err(kind, e))?,
                     crc,
                 })))
             }
@@ -256,7 +249,7 @@ impl Assembler {
             | TRANSACTION_CONTEXT_EVENT
             | VIEW_CHANGE_EVENT => Ok(None),
             _ => {
-                let decoded = event.decode().map_err(|e| layout_err(event.kind(), &e))?;
+                let decoded = event.decode().map_err(|e| decode_err(event.kind(), e))?;
                 self.feed_decoded(event_type, &decoded)
             }
         }
@@ -276,7 +269,7 @@ impl Assembler {
                     });
                 }
                 let Ok(Some(EventData::GtidEvent(g))) = event.read_data() else {
-                    return Err(decode_err(event, "not a GTID event"));
+                    return Err(decode_err(kind(event), "not a GTID event"));
                 };
                 let header = header_of(event, &g)?;
                 self.state = State::InTxn {
@@ -286,7 +279,8 @@ impl Assembler {
                 Ok(Some(Step::Begin(header)))
             }
             QUERY_EVENT => {
-                let q: QueryEvent<'_> = event.read_event().map_err(|e| decode_err(event, e))?;
+                let q: QueryEvent<'_> =
+                    event.read_event().map_err(|e| decode_err(kind(event), e))?;
                 let State::InTxn { began, .. } = &mut self.state else {
                     return Err(AssembleError::OutsideTransaction { kind: kind(event) });
                 };

@@ -83,6 +83,14 @@ fn header_of(bytes: &[u8]) -> Option<BinlogEventHeader> {
     BinlogEventHeader::deserialize((), &mut ParseBuf(header)).ok()
 }
 
+/// An event type for messages.
+pub fn kind_of(event_type: Result<EventType, UnknownEventType>) -> String {
+    match event_type {
+        Ok(t) => format!("{t:?}"),
+        Err(e) => format!("unknown type {}", e.0),
+    }
+}
+
 /// One event, owning its bytes.
 #[derive(Debug)]
 pub struct RawEvent {
@@ -116,10 +124,7 @@ impl RawEvent {
 
     /// The event's type for messages.
     pub fn kind(&self) -> String {
-        match self.event_type() {
-            Ok(t) => format!("{t:?}"),
-            Err(e) => format!("unknown type {}", e.0),
-        }
+        kind_of(self.event_type())
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -132,10 +137,6 @@ impl RawEvent {
 
     pub fn format(&self) -> &Format {
         &self.format
-    }
-
-    pub fn is_unpacked(&self) -> bool {
-        self.unpacked
     }
 
     pub fn decode(&self) -> Result<Event, DecodeError> {
