@@ -156,6 +156,10 @@ async fn worker(
             result = replay.run(&mut applier).await;
         }
         let failed = result.is_err();
+        if ends {
+            // Not kept past its transaction: the steps may hold up to 4 MiB.
+            replay = Replay::default();
+        }
         if ends || failed {
             if let Some(order) = &order
                 && !failed
@@ -209,8 +213,6 @@ pub struct Scheduler {
     current: Option<(usize, u64)>,
     /// A Begin waiting for the next step, which tells DDL from DML.
     pending_begin: Option<TxnHeader>,
-    /// The current transaction is already on the target: drop its steps.
-    discarding: bool,
     failure: Option<ApplyError>,
 }
 
@@ -245,7 +247,6 @@ impl Scheduler {
             next_index: 0,
             current: None,
             pending_begin: None,
-            discarding: false,
             failure: None,
         }
     }
@@ -293,15 +294,12 @@ impl Scheduler {
             }
             step => {
                 if let Some(header) = self.pending_begin.take() {
-                    self.discarding = !self.start(header, matches!(step, Step::Ddl(_))).await?;
-                }
-                if self.discarding {
-                    self.discarding = !step.ends_transaction();
-                    return Ok(());
+                    self.start(header, matches!(step, Step::Ddl(_))).await?;
                 }
                 let Some((w, index)) = self.current else {
-                    // Steps outside a transaction cannot happen (the assembler
-                    // rejects them); nothing to apply them to.
+                    // A transaction skipped at start (the target has it): its
+                    // steps are dropped. (Steps outside a transaction cannot
+                    // happen: the assembler rejects them.)
                     return Ok(());
                 };
                 let ends = step.ends_transaction();
@@ -314,27 +312,26 @@ impl Scheduler {
         }
     }
 
-    /// Assign the transaction to a worker once its dependencies allow; false
-    /// when it is skipped instead, because the target has it by then.
+    /// Assign the transaction to a worker once its dependencies allow, or
+    /// skip it, leaving no current worker, when the target has it by then.
     ///
     /// In a mesh the reader lets a transaction through while the target lacks
     /// it, but another channel into the target often commits it while this
     /// one waits for the transaction's dependencies: applying it here would
     /// cost a worker a wait for the GTID and round trips that the server
     /// skips anyway. Skipping needs no ordering: the target has it.
-    async fn start(&mut self, header: TxnHeader, ddl: bool) -> Result<bool, ()> {
+    async fn start(&mut self, header: TxnHeader, ddl: bool) -> Result<(), ()> {
         if ddl {
             self.drain().await?;
-        } else {
-            while !self.in_flight.allows(self.epoch, header.last_committed) {
-                if self.skip_if_applied(&header) {
-                    return Ok(false);
-                }
-                self.wait_one().await?;
-            }
         }
-        if self.skip_if_applied(&header) {
-            return Ok(false);
+        loop {
+            if self.skip_if_applied(&header) {
+                return Ok(());
+            }
+            if ddl || self.in_flight.allows(self.epoch, header.last_committed) {
+                break;
+            }
+            self.wait_one().await?;
         }
         let w = loop {
             if let Some(free) = self.busy.iter().position(|b| !b) {
@@ -352,8 +349,7 @@ impl Scheduler {
         tracing::debug!(index, worker = w, gtid = %header.gtid, last_committed = header.last_committed,
             sequence_number = header.sequence_number, epoch = self.epoch, "dispatch");
         self.current = Some((w, index));
-        self.send(w, index, Step::Begin(header)).await?;
-        Ok(true)
+        self.send(w, index, Step::Begin(header)).await
     }
 
     fn skip_if_applied(&mut self, header: &TxnHeader) -> bool {
@@ -512,8 +508,6 @@ mod tests {
         ]
     }
 
-    /// Transactions the target got from another channel after the reader let
-    /// them through never reach a worker (here there is none to reach).
     #[test]
     fn a_transaction_is_recorded_for_a_retry_up_to_its_budget() {
         let mut replay = Replay::default();
@@ -534,6 +528,8 @@ mod tests {
         assert!(replay.steps.is_empty());
     }
 
+    /// Transactions the target got from another channel after the reader let
+    /// them through never reach a worker (here there is none to reach).
     #[tokio::test]
     async fn transactions_the_target_has_are_skipped_without_a_worker() {
         let progress = Arc::new(Recorder {
