@@ -51,6 +51,15 @@ pub fn errno_of(e: &mysql_async::Error) -> u32 {
     }
 }
 
+/// A driver error's text: the server's message alone for a server error
+/// (its number is reported beside it).
+pub fn message_of(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Errors after which the same connection attempt may succeed later (the server
 /// restarts, the network heals) rather than errors in what was sent.
 pub fn is_transient(e: &mysql_async::Error) -> bool {

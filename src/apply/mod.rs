@@ -20,8 +20,8 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use crate::config::{ApplySettings, ConflictMode, Master};
-use crate::conflict::ConflictError;
 use crate::conflict::resolve::Resolver;
+use crate::conflict::{self, ConflictError};
 use crate::conn::{self, ConnError, quote_ident, quote_str};
 use crate::gtid::{GtidSet, Uuid};
 use crate::source::assemble::{Fde, Statement, Step, TxnHeader};
@@ -34,16 +34,7 @@ use session::SessionState;
 const ER_BAD_DB_ERROR: u32 = 1049;
 const ER_NET_PACKET_TOO_LARGE: u32 = 1153;
 
-/// Under last-writer-wins the target is written to concurrently by design, so
-/// errors a replica counts as temporary are retried (the transaction is sent
-/// again and compared again): deadlock (1213), lock wait timeout (1205), and a
-/// row that appeared (1062) or vanished (1032) between the comparison and the
-/// BINLOG statement — under READ COMMITTED an absent key is not locked —
-/// unless the statement holds rows of a table without a key, applied strictly.
-const LWW_RETRIED_ALWAYS: [u32; 2] = [ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT];
-const LWW_RETRIED_KEYED: [u32; 2] = [ER_DUP_ENTRY, ER_KEY_NOT_FOUND];
 const ER_LOCK_DEADLOCK: u32 = 1213;
-const ER_LOCK_WAIT_TIMEOUT: u32 = 1205;
 const ER_DUP_ENTRY: u32 = 1062;
 const ER_KEY_NOT_FOUND: u32 = 1032;
 
@@ -753,15 +744,9 @@ impl Applier {
 
     fn error(&self, e: &mysql_async::Error, what: String) -> ApplyError {
         let errno = conn::errno_of(e);
-        let message = match e {
-            mysql_async::Error::Server(s) => s.message.clone(),
-            other => other.to_string(),
-        };
         let transient = conn::is_transient(e)
-            || (self.resolver.is_some()
-                && (LWW_RETRIED_ALWAYS.contains(&errno)
-                    || (!self.strict_statement && LWW_RETRIED_KEYED.contains(&errno))));
-        self.failed(errno, message, what, transient)
+            || (self.resolver.is_some() && conflict::is_raced(errno, !self.strict_statement));
+        self.failed(errno, conn::message_of(e), what, transient)
     }
 }
 

@@ -56,15 +56,23 @@ pub enum ConflictError {
     },
 }
 
+/// Under last-writer-wins the target is written to concurrently by design, so
+/// errors a replica counts as temporary are retried (the transaction is sent
+/// again and compared again): deadlock (1213), lock wait timeout (1205), and,
+/// for rows of a keyed table, a row that appeared (1062) or vanished (1032)
+/// between the comparison and the BINLOG statement (under READ COMMITTED an
+/// absent key is not locked). Rows of a table without a key are applied
+/// strictly, so there those two stop the channel.
+pub fn is_raced(errno: u32, keyed: bool) -> bool {
+    matches!(errno, 1213 | 1205) || (keyed && matches!(errno, 1062 | 1032))
+}
+
 impl ConflictError {
     pub fn sql(what: &str, e: &mysql_async::Error) -> ConflictError {
         ConflictError::Sql {
             what: what.to_string(),
             errno: crate::conn::errno_of(e),
-            message: match e {
-                mysql_async::Error::Server(s) => s.message.clone(),
-                other => other.to_string(),
-            },
+            message: crate::conn::message_of(e),
             transient: crate::conn::is_transient(e),
         }
     }
@@ -76,7 +84,7 @@ impl ConflictError {
         if let ConflictError::Sql {
             errno, transient, ..
         } = &mut error
-            && matches!(*errno, 1213 | 1205 | 1062 | 1032)
+            && is_raced(*errno, true)
         {
             *transient = true;
         }
@@ -194,6 +202,17 @@ impl Lww {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn races_with_local_writes_are_retried_where_rows_have_keys() {
+        for errno in [1213, 1205] {
+            assert!(is_raced(errno, true) && is_raced(errno, false));
+        }
+        for errno in [1062, 1032] {
+            assert!(is_raced(errno, true) && !is_raced(errno, false));
+        }
+        assert!(!is_raced(1146, true));
+    }
 
     fn v(us: u64, origin: u8) -> Version {
         Version {
