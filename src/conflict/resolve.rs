@@ -324,11 +324,7 @@ impl Resolver {
             .clone()
             .ok_or_else(|| ConflictError::Decode("rows event outside a transaction".into()))?;
         let incoming = Version {
-            commit_us: if header.original_commit_us != 0 {
-                header.original_commit_us
-            } else {
-                header.immediate_commit_us
-            },
+            commit_us: header.commit_us(),
             origin: header.gtid.uuid,
             deleted: kind == Kind::Delete,
         };

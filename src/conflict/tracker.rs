@@ -176,14 +176,9 @@ impl Tracker {
                         break Err(decode(&"not a GTID event"));
                     };
                     let header = header_of(&event, &g).map_err(|e| decode(&e))?;
-                    let commit_us = if header.original_commit_us != 0 {
-                        header.original_commit_us
-                    } else {
-                        header.immediate_commit_us
-                    };
                     txn = Some(Txn {
+                        commit_us: header.commit_us(),
                         gtid: header.gtid,
-                        commit_us,
                         began: false,
                         writes: Vec::new(),
                     });

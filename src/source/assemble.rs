@@ -44,6 +44,18 @@ pub struct TxnHeader {
     pub immediate_server_version: u32,
 }
 
+impl TxnHeader {
+    /// When the transaction committed on its origin; a server that does not
+    /// log the original time (0) gives its own.
+    pub fn commit_us(&self) -> u64 {
+        if self.original_commit_us != 0 {
+            self.original_commit_us
+        } else {
+            self.immediate_commit_us
+        }
+    }
+}
+
 /// Session state a Query event was executed with on the source (its status variables).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionSettings {
