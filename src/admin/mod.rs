@@ -3,7 +3,7 @@
 //! plaintext or TLS, with caching_sha2_password logins. See docs/admin-endpoint.md.
 
 mod auth;
-mod clock;
+pub(crate) mod clock;
 mod conn;
 mod exec;
 mod handshake;

@@ -51,9 +51,10 @@ use serde_json::{Map, Value as Json, json};
 use tracing::{info, warn};
 
 use super::schema::TableInfo;
-use super::values::{binlog_json, binlog_literal, row_key, text_json, text_literal, utc_text};
+use super::values::{binlog_json, binlog_literal, row_key, text_json, text_literal};
 use super::versions::Version;
 use super::{ConflictError, Decision, Lww, decide};
+use crate::admin::clock::utc_text;
 use crate::conn::quote_ident;
 use crate::gtid::GtidSet;
 use crate::source::assemble::TxnHeader;
