@@ -446,11 +446,9 @@ impl Config {
         let raw_masters = raw.masters.into_inner();
         let count = i64::try_from(raw_masters.len()).unwrap_or(i64::MAX);
         for (i, m) in raw_masters.into_iter().enumerate() {
-            let mut master = resolve_master(src, i, m)?;
-            if master.priority == i64::MIN {
-                master.priority = count - i64::try_from(i).unwrap_or(count);
-            }
-            masters.push(master);
+            // Unset, the priority follows the order in the file, first highest.
+            let listed = count - i64::try_from(i).unwrap_or(count);
+            masters.push(resolve_master(src, i, listed, m)?);
         }
         if masters.len() < 2 {
             return Err(src.err(
@@ -585,6 +583,7 @@ fn key_of_serde_error(message: &str) -> Option<String> {
 fn resolve_master(
     src: &Source<'_>,
     i: usize,
+    listed_priority: i64,
     m: Spanned<RawMaster>,
 ) -> Result<Master, ConfigError> {
     let span = m.span();
@@ -680,8 +679,7 @@ fn resolve_master(
         user: m.user,
         password,
         tls,
-        // i64::MIN: unset, replaced by the position in the file.
-        priority: m.priority.unwrap_or(i64::MIN),
+        priority: m.priority.unwrap_or(listed_priority),
     })
 }
 
