@@ -19,19 +19,34 @@ pub struct DecodeError(String);
 
 /// The FORMAT_DESCRIPTION in force: how events are laid out and checksummed.
 #[derive(Debug, Clone)]
-pub struct Format(Arc<FormatDescriptionEvent<'static>>);
+pub struct Format(Arc<Layouts>);
+
+#[derive(Debug)]
+struct Layouts {
+    /// Events from the network.
+    network: FormatDescriptionEvent<'static>,
+    /// Events unpacked from a TRANSACTION_PAYLOAD: the same without a trailer.
+    unpacked: FormatDescriptionEvent<'static>,
+}
 
 impl Format {
+    fn new(network: FormatDescriptionEvent<'static>) -> Format {
+        let mut footer = network.footer();
+        footer.set_checksum_enabled(false);
+        let unpacked = network.clone().with_footer(footer);
+        Format(Arc::new(Layouts { network, unpacked }))
+    }
+
     /// Before the source's FORMAT_DESCRIPTION arrives (the dump starts with a
     /// fake Rotate), events are laid out as v4 with the checksum algorithm the
     /// dump was asked for.
     pub fn initial(checksum: Option<BinlogChecksumAlg>) -> Format {
         let fde =
             FormatDescriptionEvent::new(mysql_common::binlog::consts::BinlogVersion::Version4);
-        Format(Arc::new(match checksum {
+        Format::new(match checksum {
             Some(alg) => fde.with_footer(BinlogEventFooter::new(alg)),
             None => fde,
-        }))
+        })
     }
 
     /// The format a FORMAT_DESCRIPTION event announces.
@@ -39,43 +54,38 @@ impl Format {
         let described = fde
             .read_event::<FormatDescriptionEvent<'_>>()
             .map_err(|e| DecodeError(e.to_string()))?;
-        Ok(Format(Arc::new(
+        Ok(Format::new(
             described.into_owned().with_footer(fde.footer()),
-        )))
+        ))
     }
 
     /// Events in this format end with a CRC32 trailer.
     pub fn has_crc(&self) -> bool {
         matches!(
-            self.0.footer().get_checksum_alg(),
+            self.0.network.footer().get_checksum_alg(),
             Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
         )
     }
 
     /// Decode a whole serialised event (with its trailer when `has_crc`).
     pub fn decode(&self, bytes: &[u8]) -> Result<Event, DecodeError> {
-        self.decode_with(&self.0, bytes)
+        decode_with(&self.0.network, bytes)
     }
+}
 
-    fn decode_with(
-        &self,
-        fde: &FormatDescriptionEvent<'_>,
-        bytes: &[u8],
-    ) -> Result<Event, DecodeError> {
-        // Event::read panics on input shorter than the header's size, or too
-        // short for the trailer it strips: check both first.
-        let header = header_of(bytes).ok_or_else(|| DecodeError("truncated event".into()))?;
-        if header.event_size() as usize != bytes.len()
-            || bytes.len() < HEADER_LEN + CHECKSUM_LEN + 1
-        {
-            return Err(DecodeError(format!(
-                "event of {} bytes announces {}",
-                bytes.len(),
-                header.event_size()
-            )));
-        }
-        Event::read(fde, bytes).map_err(|e| DecodeError(e.to_string()))
+/// Decode a whole serialised event laid out as `fde` says.
+fn decode_with(fde: &FormatDescriptionEvent<'_>, bytes: &[u8]) -> Result<Event, DecodeError> {
+    // Event::read panics on input shorter than the header's size, or too
+    // short for the trailer it strips: check both first.
+    let header = header_of(bytes).ok_or_else(|| DecodeError("truncated event".into()))?;
+    if header.event_size() as usize != bytes.len() || bytes.len() < HEADER_LEN + CHECKSUM_LEN + 1 {
+        return Err(DecodeError(format!(
+            "event of {} bytes announces {}",
+            bytes.len(),
+            header.event_size()
+        )));
     }
+    Event::read(fde, bytes).map_err(|e| DecodeError(e.to_string()))
 }
 
 fn header_of(bytes: &[u8]) -> Option<BinlogEventHeader> {
@@ -140,14 +150,13 @@ impl RawEvent {
     }
 
     pub fn decode(&self) -> Result<Event, DecodeError> {
-        if !self.unpacked {
-            return self.format.decode(&self.bytes);
-        }
-        let mut fde = (*self.format.0).clone();
-        let mut footer = fde.footer();
-        footer.set_checksum_enabled(false);
-        fde = fde.with_footer(footer);
-        self.format.decode_with(&fde, &self.bytes)
+        let layouts = &self.format.0;
+        let fde = if self.unpacked {
+            &layouts.unpacked
+        } else {
+            &layouts.network
+        };
+        decode_with(fde, &self.bytes)
     }
 
     /// The event as a `BINLOG` statement needs it: in the layout the source's
