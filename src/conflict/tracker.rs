@@ -32,6 +32,7 @@ use crate::config::{Master, SourceSettings};
 use crate::conn;
 use crate::gtid::{Gtid, GtidSet};
 use crate::source::assemble::header_of;
+use crate::source::event_bytes::is_rows;
 use crate::source::{self, Registration, SourceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -148,21 +149,15 @@ impl Tracker {
             let decode = |e: &dyn std::fmt::Display| {
                 TrackError::Decode(format!("{event_type:?} event: {e}"))
             };
-            let tracked = matches!(
-                event_type,
-                EventType::GTID_EVENT
-                    | EventType::GTID_TAGGED_LOG_EVENT
-                    | EventType::QUERY_EVENT
-                    | EventType::XID_EVENT
-                    | EventType::TABLE_MAP_EVENT
-                    | EventType::WRITE_ROWS_EVENT
-                    | EventType::UPDATE_ROWS_EVENT
-                    | EventType::DELETE_ROWS_EVENT
-                    | EventType::PARTIAL_UPDATE_ROWS_EVENT
-                    | EventType::WRITE_ROWS_EVENT_V1
-                    | EventType::UPDATE_ROWS_EVENT_V1
-                    | EventType::DELETE_ROWS_EVENT_V1
-            );
+            let tracked = is_rows(event_type)
+                || matches!(
+                    event_type,
+                    EventType::GTID_EVENT
+                        | EventType::GTID_TAGGED_LOG_EVENT
+                        | EventType::QUERY_EVENT
+                        | EventType::XID_EVENT
+                        | EventType::TABLE_MAP_EVENT
+                );
             if !tracked {
                 continue;
             }
@@ -216,13 +211,7 @@ impl Tracker {
                     };
                     tables.insert(tme.table_id(), tme.into_owned());
                 }
-                EventType::WRITE_ROWS_EVENT
-                | EventType::UPDATE_ROWS_EVENT
-                | EventType::DELETE_ROWS_EVENT
-                | EventType::PARTIAL_UPDATE_ROWS_EVENT
-                | EventType::WRITE_ROWS_EVENT_V1
-                | EventType::UPDATE_ROWS_EVENT_V1
-                | EventType::DELETE_ROWS_EVENT_V1 => {
+                t if is_rows(t) => {
                     let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() else {
                         break Err(decode(&"not a Rows event"));
                     };

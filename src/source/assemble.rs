@@ -10,6 +10,7 @@ use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, Stat
 
 use crate::gtid::{Gtid, Tag, Uuid};
 use crate::source::event::{RawEvent, kind_of};
+use crate::source::event_bytes;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AssembleError {
@@ -227,14 +228,7 @@ impl Assembler {
             });
         };
         match event_type {
-            TABLE_MAP_EVENT
-            | WRITE_ROWS_EVENT
-            | UPDATE_ROWS_EVENT
-            | DELETE_ROWS_EVENT
-            | PARTIAL_UPDATE_ROWS_EVENT
-            | WRITE_ROWS_EVENT_V1
-            | UPDATE_ROWS_EVENT_V1
-            | DELETE_ROWS_EVENT_V1 => match self.state {
+            t if t == TABLE_MAP_EVENT || event_bytes::is_rows(t) => match self.state {
                 State::InTxn { began: true, .. } => {
                     let kind = event.kind();
                     let bytes = event.into_serialized().map_err(|e| decode_err(kind, e))?;

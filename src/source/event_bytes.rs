@@ -2,6 +2,8 @@
 //! patch events in place (mysql_common has no setters): the header's size field,
 //! the CRC32 trailer and the flags of Rows events.
 
+use mysql_common::binlog::consts::EventType;
+
 /// The v4 event header: timestamp, type, server_id, size, log_pos, flags.
 pub const HEADER_LEN: usize = 19;
 const TYPE_OFFSET: usize = 4;
@@ -14,10 +16,16 @@ const MAX_EVENT_LEN: usize = 1 << 30;
 const ROWS_FLAGS_OFFSET: usize = HEADER_LEN + 6;
 /// Rows_event::STMT_END_F: the last Rows event of its statement.
 pub const STMT_END_F: u16 = 0x0001;
-/// Event type codes (binlog_event.h).
-const TABLE_MAP_EVENT: u8 = 19;
-const TRANSACTION_PAYLOAD_EVENT: u8 = 40;
-const ROWS_EVENT_TYPES: [u8; 7] = [23, 24, 25, 30, 31, 32, 39];
+/// The Rows event types, old and new.
+const ROWS_EVENTS: [EventType; 7] = [
+    EventType::WRITE_ROWS_EVENT_V1,
+    EventType::UPDATE_ROWS_EVENT_V1,
+    EventType::DELETE_ROWS_EVENT_V1,
+    EventType::WRITE_ROWS_EVENT,
+    EventType::UPDATE_ROWS_EVENT,
+    EventType::DELETE_ROWS_EVENT,
+    EventType::PARTIAL_UPDATE_ROWS_EVENT,
+];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LayoutError {
@@ -60,20 +68,25 @@ pub fn buffer_for(header: &[u8; HEADER_LEN], spare: usize) -> Result<Vec<u8>, La
     Ok(event)
 }
 
+pub fn is_rows(event_type: EventType) -> bool {
+    ROWS_EVENTS.contains(&event_type)
+}
+
+fn type_of(event: &[u8]) -> Option<EventType> {
+    EventType::try_from(*event.get(TYPE_OFFSET)?).ok()
+}
+
 pub fn is_table_map(event: &[u8]) -> bool {
-    event.get(TYPE_OFFSET) == Some(&TABLE_MAP_EVENT)
+    type_of(event) == Some(EventType::TABLE_MAP_EVENT)
 }
 
 pub fn is_transaction_payload(event: &[u8]) -> bool {
-    event.get(TYPE_OFFSET) == Some(&TRANSACTION_PAYLOAD_EVENT)
+    type_of(event) == Some(EventType::TRANSACTION_PAYLOAD_EVENT)
 }
 
 /// True for a Rows event that ends its statement (flag STMT_END_F).
 pub fn ends_statement(event: &[u8]) -> bool {
-    let Some(event_type) = event.get(TYPE_OFFSET) else {
-        return false;
-    };
-    if !ROWS_EVENT_TYPES.contains(event_type) {
+    if !type_of(event).is_some_and(is_rows) {
         return false;
     }
     match event.get(ROWS_FLAGS_OFFSET..ROWS_FLAGS_OFFSET + 2) {
