@@ -86,13 +86,20 @@ pub fn is_transaction_payload(event: &[u8]) -> bool {
 
 /// True for a Rows event that ends its statement (flag STMT_END_F).
 pub fn ends_statement(event: &[u8]) -> bool {
-    if !type_of(event).is_some_and(is_rows) {
-        return false;
-    }
-    match event.get(ROWS_FLAGS_OFFSET..ROWS_FLAGS_OFFSET + 2) {
-        Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]) & STMT_END_F != 0,
-        _ => false,
-    }
+    type_of(event).is_some_and(is_rows)
+        && rows_table_and_flags(event).is_some_and(|(_, flags)| flags & STMT_END_F != 0)
+}
+
+/// The table id and flags at the start of a serialised Rows event's post-header.
+pub fn rows_table_and_flags(event: &[u8]) -> Option<(u64, u16)> {
+    let id = event.get(HEADER_LEN..ROWS_FLAGS_OFFSET)?;
+    let flags = event.get(ROWS_FLAGS_OFFSET..ROWS_FLAGS_OFFSET + 2)?;
+    let mut id8 = [0u8; 8];
+    id8[..6].copy_from_slice(id);
+    Some((
+        u64::from_le_bytes(id8),
+        u16::from_le_bytes([flags[0], flags[1]]),
+    ))
 }
 
 /// Set STMT_END_F on a Rows event.

@@ -15,6 +15,7 @@ use crate::source::assemble::{Statement, Step};
 use crate::source::event::Format;
 use crate::source::event_bytes::{
     CHECKSUM_LEN, HEADER_LEN, LayoutError, STMT_END_F, is_table_map, mark_statement_end, reseal,
+    rows_table_and_flags,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -76,20 +77,6 @@ pub fn rename_table_map(
     Ok(out)
 }
 
-/// The table id and flags at the start of a serialised Rows event's post-header.
-fn rows_table_and_flags(event: &[u8]) -> Result<(u64, u16), RewriteError> {
-    let data = event.get(HEADER_LEN..).unwrap_or_default();
-    let (Some(id), Some(flags)) = (data.get(..6), data.get(6..8)) else {
-        return Err(malformed("Rows", "truncated post-header"));
-    };
-    let mut id8 = [0u8; 8];
-    id8[..6].copy_from_slice(id);
-    Ok((
-        u64::from_le_bytes(id8),
-        u16::from_le_bytes([flags[0], flags[1]]),
-    ))
-}
-
 /// Per-transaction routing state of one channel's reader.
 #[derive(Debug, Default)]
 pub struct Router {
@@ -143,7 +130,8 @@ impl Router {
                         }
                     }
                 } else {
-                    let (table_id, flags) = rows_table_and_flags(&bytes)?;
+                    let (table_id, flags) = rows_table_and_flags(&bytes)
+                        .ok_or_else(|| malformed("Rows", "truncated post-header"))?;
                     if self.dropped.contains(&table_id) {
                         if flags & STMT_END_F != 0
                             && let Some((held, held_crc)) = &mut self.held
