@@ -5,7 +5,8 @@
 #   deploy/bench.sh [catchup] [steady] [modes] [--seconds N] [--rates "100 300"] [--relay-apply TOML]
 #   deploy/bench.sh ab [--ab-bin PATH] [--ab-apply TOML] [--relay-apply TOML]
 #
-# --relay-apply adds settings to the relay's [apply] table, e.g. "workers = 16".
+# --relay-apply adds settings to the relay's [apply] table, e.g. "workers = 16";
+# --relay-master to each of its [[masters]], e.g. 'tls = { ssl_mode = "DISABLED" }'.
 #
 # catchup: a sysbench oltp_write_only backlog (4 tables x 10k rows, 4 threads,
 #          20 s) on S while nothing replicates, then the time each applier takes
@@ -37,6 +38,7 @@ phases=()
 seconds=60
 rates="100 300"
 relay_apply=""
+relay_master=""
 ab_bin=target/release/gtid-relay
 ab_apply=
 profile=
@@ -48,8 +50,9 @@ while (($#)); do
         --seconds) seconds=$2; shift ;;
         --rates) rates=$2; shift ;;
         --relay-apply) relay_apply=$2; shift ;;
+        --relay-master) relay_master=$2; shift ;;
         --profile) profile=1 ;;
-        *) echo "usage: deploy/bench.sh [catchup] [steady] [ab] [modes] [--ab-bin PATH] [--ab-apply TOML] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML] [--profile]" >&2; exit 2 ;;
+        *) echo "usage: deploy/bench.sh [catchup] [steady] [ab] [modes] [--ab-bin PATH] [--ab-apply TOML] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML] [--relay-master TOML] [--profile]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -111,7 +114,8 @@ relay_config() { # relay_config FILE "SRC TGT" [...]; masters: $masters (default
         local listed
         listed=${masters:-$(printf '%s\n' "$@" | tr ' ' '\n' | sort -un)}
         for n in $listed; do
-            printf '\n[[masters]]\nname = "m%s"\nhost = "127.0.0.1"\nport = %s\nuser = "relay"\npassword = "%s"\n' "$n" "$(port "$n")" "$PW"
+            printf '\n[[masters]]\nname = "m%s"\nhost = "127.0.0.1"\nport = %s\nuser = "relay"\npassword = "%s"\n%s\n' \
+                "$n" "$(port "$n")" "$PW" "$relay_master"
         done
         for pair in "$@"; do
             printf '\n[[channels]]\nsource = "m%s"\ntarget = "m%s"\n' "${pair% *}" "${pair#* }"
@@ -134,21 +138,29 @@ stop_relay() {
 cpu_secs() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 peak_rss() { awk '/VmHWM/ { print $2 }' "/proc/$1/status"; }
 
-# profile_start LABEL / profile_stop TITLE LABEL: with --profile, sample all CPUs in
-# between, then print the share of samples per thread name (swapper = idle).
+# profile_start LABEL / profile_stop TITLE LABEL SERVER [RELAY_PID]: with --profile, sample
+# all CPUs in between, then print the share of samples per thread name (swapper = idle)
+# and the functions the applying server (and the relay) spent their samples in.
 profile_pid=
 profile_start() {
     [[ -n $profile ]] || return 0
     perf record -q -e cpu-clock -F 499 -a -o "$work/perf-$1.data" >/dev/null 2>&1 &
     profile_pid=$!
 }
-profile_stop() { # profile_stop TITLE LABEL
+profile_stop() { # profile_stop TITLE LABEL SERVER [RELAY_PID]
     [[ -n $profile ]] || return 0
     kill -INT "$profile_pid"
     wait "$profile_pid" || true
     echo "profile, $1: share of all CPU samples by thread (swapper = idle)"
     perf report -i "$work/perf-$2.data" --no-children --sort comm --stdio -g none 2>/dev/null |
         awk '/^ +[0-9]/ && n++ < 8'
+    echo "profile, $1: the applying server m$3 (share of its samples), by function"
+    perf report -i "$work/perf-$2.data" --pid "$($sb pid "$3")" --percentage relative \
+        --no-children --sort sym --stdio -g none 2>/dev/null | awk '/^ +[0-9]/ && n++ < 25'
+    [[ -n ${4:-} ]] || return 0
+    echo "profile, $1: the relay process (share of its samples), by function"
+    perf report -i "$work/perf-$2.data" --pid "$4" --percentage relative \
+        --no-children --sort sym --stdio -g none 2>/dev/null | awk '/^ +[0-9]/ && n++ < 40'
 }
 
 native_replica() { # native_replica REPLICA SOURCE [workers]
@@ -190,16 +202,16 @@ catchup() {
     local t0 t1 native16 native relay
     profile_start native
     t0=$(now); sql 3 "START REPLICA"; wait_caught_up 3 1; t1=$(now)
-    profile_stop "native replica (defaults)" native
+    profile_stop "native replica (defaults)" native 3
     native=$(echo "$backlog / ($t1 - $t0)" | bc -l)
     profile_start native16
     t0=$(now); sql 4 "START REPLICA"; wait_caught_up 4 1; t1=$(now)
-    profile_stop "native replica (16 workers)" native16
+    profile_stop "native replica (16 workers)" native16 4
     native16=$(echo "$backlog / ($t1 - $t0)" | bc -l)
     profile_start relay
     t0=$(now); start_relay "$work/oneway.toml"; local cpu0; cpu0=$(cpu_secs "$relay_pid")
     wait_caught_up 2 1; t1=$(now)
-    profile_stop "gtid-relay" relay
+    profile_stop "gtid-relay" relay 2 "$relay_pid"
     relay=$(echo "$backlog / ($t1 - $t0)" | bc -l)
     local cpu rss
     cpu=$(echo "($(cpu_secs "$relay_pid") - $cpu0) * 1000 / $backlog" | bc -l)
@@ -362,6 +374,7 @@ modes() {
     sysbench 1 sbtest prepare >/dev/null
     local custom=$relay_apply
     relay_apply=""
+relay_master=""
     relay_config "$work/default.toml" "1 2"
     relay_apply=$custom
     relay_config "$work/custom.toml" "1 3"

@@ -8,6 +8,7 @@
 
 mod binlog_statement;
 pub mod claims;
+mod deferred;
 pub mod scheduler;
 mod session;
 
@@ -29,6 +30,7 @@ use crate::source::event_bytes::{self, LayoutError};
 
 use binlog_statement::{Pieces, encoded_len, push_event};
 use claims::{Claim, Claimed, Claims};
+use deferred::Deferred;
 use session::SessionState;
 
 const ER_BAD_DB_ERROR: u32 = 1049;
@@ -156,11 +158,8 @@ pub struct Applier {
     current: Option<TxnHeader>,
     /// `SET GTID_NEXT` for `current` is still to be sent.
     gtid_next_pending: bool,
-    /// Statements whose result the applier does not need to see on their own
-    /// (session settings, GTID_NEXT, BEGIN), not sent yet: they travel in
-    /// front of the next statement that is, usually the transaction's first
-    /// BINLOG statement, saving round trips.
-    deferred: Option<String>,
+    /// Statements that travel in front of the next one sent.
+    deferred: Deferred,
     /// Set when other channels deliver to the same target (then a GTID may arrive twice).
     claims: Option<Arc<Claims>>,
     /// The target's executed set as the relay knows it, shared by its channels.
@@ -253,7 +252,7 @@ impl Applier {
                 statement_maps: Vec::new(),
                 current: None,
                 gtid_next_pending: false,
-                deferred: None,
+                deferred: Deferred::default(),
                 claims,
                 executed,
                 claim: None,
@@ -327,7 +326,8 @@ impl Applier {
                 // Last-writer-wins looks at each event before it is applied,
                 // inside the transaction: GTID_NEXT and BEGIN must be sent by now.
                 if self.resolver.is_some() {
-                    self.send_deferred().await?;
+                    self.send_deferred("session settings, GTID_NEXT and BEGIN")
+                        .await?;
                     if let Some(r) = &mut self.resolver
                         && let Err(e) = r.check(&mut self.conn, &event).await
                     {
@@ -382,11 +382,8 @@ impl Applier {
             }
             Step::Commit => {
                 self.flush_rows().await?;
-                self.exec(
-                    "COMMIT; SET @@SESSION.GTID_NEXT = 'AUTOMATIC'".to_string(),
-                    "COMMIT",
-                )
-                .await?;
+                self.exec("COMMIT".to_string(), "COMMIT").await?;
+                self.release_gtid_next();
                 if let Some(r) = &mut self.resolver {
                     r.committed();
                 }
@@ -417,11 +414,7 @@ impl Applier {
                     self.end_skipped().await?;
                     return Ok(self.complete());
                 }
-                self.exec(
-                    "SET @@SESSION.GTID_NEXT = 'AUTOMATIC'".to_string(),
-                    "SET GTID_NEXT",
-                )
-                .await?;
+                self.release_gtid_next();
                 Ok(self.complete())
             }
         }
@@ -436,6 +429,8 @@ impl Applier {
             // Settings the session never received: send them all again.
             self.session = SessionState::default();
         }
+        // Whatever GTID_NEXT the session was left with, the next query resets it.
+        self.release_gtid_next();
         // When GTID_NEXT was only deferred, the ROLLBACK below is harmless.
         if let Some(r) = &mut self.resolver {
             r.rolled_back();
@@ -513,20 +508,26 @@ impl Applier {
             self.exec_bytes(pieces.piece(i).into_bytes(), what).await?;
         }
         self.exec(pieces.execute(), "row events").await?;
-        self.defer(&Pieces::deallocate());
+        self.deferred.statement(&Pieces::deallocate());
         Ok(())
     }
 
     /// Send the deferred statements on their own, when the next statement is
-    /// not the applier's to send (last-writer-wins reads inside the transaction).
-    async fn send_deferred(&mut self) -> Result<(), ApplyError> {
+    /// not the applier's to send (last-writer-wins reads inside the
+    /// transaction) or the applier needs their answer.
+    async fn send_deferred(&mut self, what: &str) -> Result<(), ApplyError> {
         match self.deferred.take() {
-            Some(deferred) => {
-                self.exec(deferred, "session settings, GTID_NEXT and BEGIN")
-                    .await
-            }
+            Some(deferred) => self.exec(deferred, what).await,
             None => Ok(()),
         }
+    }
+
+    /// The transaction's GTID is committed (or skipped): put the session back
+    /// to `GTID_NEXT = AUTOMATIC` in front of its next query, not in a round
+    /// trip of its own (until then a statement that writes fails with
+    /// ER_GTID_NEXT_TYPE_UNDEFINED_GTID; the next transaction's SET comes first).
+    fn release_gtid_next(&mut self) {
+        self.deferred.set("@@SESSION.GTID_NEXT = 'AUTOMATIC'");
     }
 
     /// Whether the source's events end with a CRC32 (as its FDE announced).
@@ -565,7 +566,7 @@ impl Applier {
 
     async fn statement(&mut self, stmt: &Statement) -> Result<(), ApplyError> {
         let settings = self.session.prepare(stmt);
-        self.defer(settings.trim_end_matches([';', ' ']));
+        self.deferred.set(&settings);
         // BEGIN needs no default database.
         let begin = stmt.sql.eq_ignore_ascii_case(b"BEGIN");
         if !begin && !stmt.schema.is_empty() && self.session.schema() != Some(stmt.schema.as_str())
@@ -593,7 +594,7 @@ impl Applier {
         if begin {
             // Nothing in front of the transaction's next statement can fail in a
             // way that releases the GTID.
-            self.defer("BEGIN");
+            self.deferred.statement("BEGIN");
             return Ok(());
         }
         let text = String::from_utf8_lossy(&stmt.sql).into_owned();
@@ -627,11 +628,7 @@ impl Applier {
     async fn end_skipped(&mut self) -> Result<(), ApplyError> {
         self.pending_rows.clear();
         if self.skip == Some(Skip::ByServer) {
-            self.exec(
-                "SET @@SESSION.GTID_NEXT = 'AUTOMATIC'".to_string(),
-                "SET GTID_NEXT",
-            )
-            .await?;
+            self.release_gtid_next();
         }
         Ok(())
     }
@@ -645,12 +642,11 @@ impl Applier {
         let Some(header) = &self.current else {
             return Ok(());
         };
-        let sql = begin_sql(header);
+        self.deferred.set(&gtid_next_assignments(header));
         if self.claims.is_none() {
-            self.defer(&sql);
             return Ok(());
         }
-        self.exec(sql, "SET GTID_NEXT").await?;
+        self.send_deferred("SET GTID_NEXT").await?;
         let owned: Option<String> = self
             .conn
             .query_first("SELECT @@SESSION.gtid_owned")
@@ -671,17 +667,6 @@ impl Applier {
 
     async fn exec(&mut self, sql: String, what: &str) -> Result<(), ApplyError> {
         self.exec_bytes(sql.into_bytes(), what.to_string()).await
-    }
-
-    /// Send `sql` in front of the next statement that is sent.
-    fn defer(&mut self, sql: &str) {
-        match &mut self.deferred {
-            Some(d) => {
-                d.push_str("; ");
-                d.push_str(sql);
-            }
-            None => self.deferred = Some(sql.to_string()),
-        }
     }
 
     /// Run `sql` (one or more statements), after the deferred statements.
@@ -750,10 +735,10 @@ impl Applier {
     }
 }
 
-/// The statements that open a transaction: the origin's commit time and server
-/// versions (as mysqlbinlog sets them), then its GTID.
-fn begin_sql(h: &TxnHeader) -> String {
-    let mut sql = String::from("SET ");
+/// The assignments that open a transaction: the origin's commit time and
+/// server versions (as mysqlbinlog sets them), then its GTID.
+fn gtid_next_assignments(h: &TxnHeader) -> String {
+    let mut sql = String::new();
     if h.original_commit_us != 0 {
         sql.push_str(&format!(
             "@@SESSION.original_commit_timestamp = {}, ",

@@ -25,7 +25,7 @@ impl SessionState {
         self.schema = schema.map(str::to_string);
     }
 
-    /// SQL (possibly empty, else ending in "; ") that brings the session to `stmt`'s settings.
+    /// The assignments of a SET statement that brings the session to `stmt`'s settings.
     pub fn prepare(&mut self, stmt: &Statement) -> String {
         let s = &stmt.settings;
         let mut vars: Vec<String> = Vec::new();
@@ -114,7 +114,7 @@ impl SessionState {
         vars.push(timestamp);
         vars.push(format!("@@SESSION.pseudo_thread_id = {}", stmt.thread_id));
         self.applied = merge(&self.applied, s);
-        format!("SET {}; ", vars.join(", "))
+        vars.join(", ")
     }
 }
 
@@ -168,21 +168,21 @@ mod tests {
         let first = state.prepare(&stmt(s.clone()));
         assert_eq!(
             first,
-            "SET @@SESSION.foreign_key_checks = 0, @@SESSION.sql_auto_is_null = 0, @@SESSION.unique_checks = 1, \
+            "@@SESSION.foreign_key_checks = 0, @@SESSION.sql_auto_is_null = 0, @@SESSION.unique_checks = 1, \
              @@SESSION.sql_mode = 1168113696, @@SESSION.time_zone = 'SYSTEM', TIMESTAMP = 1700000000.000042, \
-             @@SESSION.pseudo_thread_id = 7; "
+             @@SESSION.pseudo_thread_id = 7"
         );
         let second = state.prepare(&stmt(s));
         assert_eq!(
             second,
-            "SET TIMESTAMP = 1700000000.000042, @@SESSION.pseudo_thread_id = 7; "
+            "TIMESTAMP = 1700000000.000042, @@SESSION.pseudo_thread_id = 7"
         );
         let third = state.prepare(&stmt(SessionSettings {
             sql_mode: Some(0),
             ..Default::default()
         }));
         assert!(
-            third.starts_with("SET @@SESSION.sql_mode = 0, TIMESTAMP"),
+            third.starts_with("@@SESSION.sql_mode = 0, TIMESTAMP"),
             "{third}"
         );
     }
