@@ -496,16 +496,18 @@ impl Config {
                 return Err(src.err(w.span(), "apply.workers", "must be between 1 and 64"));
             }
             Some(w) => w.into_inner(),
-            None => 4,
+            None => 16,
         };
         let preserve_commit_order = raw
             .apply
             .as_ref()
             .and_then(|a| a.preserve_commit_order)
-            // On by default, like replica_preserve_commit_order: off is faster
-            // (docs/benchmarks.md), but readers of the target may then see a
-            // transaction before an earlier one of the source.
-            .unwrap_or(true);
+            // Off by default, unlike replica_preserve_commit_order: from outside
+            // the server, ordered commits cannot share a binlog group commit,
+            // which halves catch-up (docs/benchmarks.md); and the target is a
+            // master whose own writes interleave with the relayed ones, so its
+            // readers never had the source's states to begin with.
+            .unwrap_or(false);
         let lww = resolve_lww(src, raw.apply.as_ref())?;
         let apply = ApplySettings {
             lww,
