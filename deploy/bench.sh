@@ -94,11 +94,15 @@ sysbench() {
         --tables=4 --table-size=10000 "$@"
 }
 
-# gtid_executed of $1 contains that of $2
-caught_up() { [[ $(sql "$1" "SELECT GTID_SUBSET('$(sql "$2" "SELECT @@GLOBAL.gtid_executed")', @@GLOBAL.gtid_executed)") == 1 ]]; }
-wait_caught_up() {
-    local deadline=$((SECONDS + 900))
-    until caught_up "$1" "$2"; do
+# gtid_executed of m$1 contains the GTID set $2. Every wait is for a source that no
+# longer changes, so its set is read once: polling costs the machine one mysql
+# client run per poll, the same for every applier.
+executed() { sql "$1" "SELECT @@GLOBAL.gtid_executed"; }
+caught_up() { [[ $(sql "$1" "SELECT GTID_SUBSET('$2', @@GLOBAL.gtid_executed)") == 1 ]]; }
+wait_caught_up() { # wait_caught_up TARGET SOURCE
+    local deadline=$((SECONDS + 900)) set
+    set=$(executed "$2")
+    until caught_up "$1" "$set"; do
         ((SECONDS < deadline)) || { echo "timed out waiting for m$1 to catch up with m$2" >&2; exit 1; }
         sleep 0.05
     done
@@ -256,9 +260,11 @@ ab() {
     ab_pid=$!
     start_relay "$work/b.toml"
     ta= tb=
+    local set
+    set=$(executed 1)
     until [[ -n $ta && -n $tb ]]; do
-        [[ -z $ta ]] && caught_up 2 1 && ta=$(now)
-        [[ -z $tb ]] && caught_up 3 1 && tb=$(now)
+        [[ -z $ta ]] && caught_up 2 "$set" && ta=$(now)
+        [[ -z $tb ]] && caught_up 3 "$set" && tb=$(now)
         ((SECONDS < 3600)) || { echo "ab: timed out" >&2; exit 1; }
         sleep 0.05
     done
