@@ -11,7 +11,8 @@
 # catchup: a sysbench oltp_write_only backlog (4 tables x 10k rows, 4 threads,
 #          20 s) on S while nothing replicates, then the time each applier takes
 #          to apply it: native replica (defaults), native replica (16 workers),
-#          the relay (defaults). Each runs alone.
+#          the relay (defaults). Each runs alone. --rounds N repeats it all on
+#          fresh servers and ends with the median of each figure.
 # steady:  sysbench at a fixed rate on both masters; lag p50/p90/p99 read from
 #          each target's binlog (immediate - original commit timestamp of every
 #          GTID event from the other master), for the relay and for native
@@ -39,6 +40,7 @@ seconds=60
 rates="100 300"
 relay_apply=""
 relay_master=""
+rounds=1
 ab_bin=target/release/gtid-relay
 ab_apply=
 profile=
@@ -51,8 +53,9 @@ while (($#)); do
         --rates) rates=$2; shift ;;
         --relay-apply) relay_apply=$2; shift ;;
         --relay-master) relay_master=$2; shift ;;
+        --rounds) rounds=$2; shift ;;
         --profile) profile=1 ;;
-        *) echo "usage: deploy/bench.sh [catchup] [steady] [ab] [modes] [--ab-bin PATH] [--ab-apply TOML] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML] [--relay-master TOML] [--profile]" >&2; exit 2 ;;
+        *) echo "usage: deploy/bench.sh [catchup] [steady] [ab] [modes] [--ab-bin PATH] [--ab-apply TOML] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML] [--relay-master TOML] [--rounds N] [--profile]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -176,8 +179,26 @@ native_replica() { # native_replica REPLICA SOURCE [workers]
     return 0
 }
 
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 catchup() {
-    say "catch-up: fresh servers S=m1, native replicas m3 (defaults) and m4 (16 workers), relay target m2"
+    local round rates_native=() rates_native16=() rates_relay=() ratios_native=() ratios_native16=()
+    for ((round = 1; round <= rounds; round++)); do
+        catchup_round
+    done
+    ((rounds > 1)) || return 0
+    say "catch-up: median of $rounds rounds"
+    printf '%-34s %10s %10s\n' applier "trx/s" "relay/it"
+    printf '%-34s %10.0f %10.2f\n' "native replica (defaults)" "$(median "${rates_native[@]}")" \
+        "$(median "${ratios_native[@]}")"
+    printf '%-34s %10.0f %10.2f\n' "native replica (16 workers)" "$(median "${rates_native16[@]}")" \
+        "$(median "${ratios_native16[@]}")"
+    printf '%-34s %10.0f\n' "gtid-relay (defaults)" "$(median "${rates_relay[@]}")"
+}
+
+# One catch-up measurement; appends its rates and ratios to catchup's arrays.
+catchup_round() {
+    say "catch-up (round $round of $rounds): fresh servers S=m1, native replicas m3 (defaults) and m4 (16 workers), relay target m2"
     fresh 1 2 3 4
     sql 1 "CREATE DATABASE sbtest"
     sysbench 1 sbtest prepare >/dev/null
@@ -226,9 +247,11 @@ catchup() {
             "$(sql 1 "CHECKSUM TABLE sbtest.sbtest1, sbtest.sbtest2, sbtest.sbtest3, sbtest.sbtest4 EXTENDED")" ]] ||
             { echo "checksums differ on m$n" >&2; exit 1; }
     done
+    rates_native+=("$native") rates_native16+=("$native16") rates_relay+=("$relay")
+    ratios_native+=("$(echo "$relay / $native" | bc -l)") ratios_native16+=("$(echo "$relay / $native16" | bc -l)")
     printf '%-34s %10s %10s\n' applier "trx/s" "relay/it"
-    printf '%-34s %10.0f %10.2f\n' "native replica (defaults)" "$native" "$(echo "$relay / $native" | bc -l)"
-    printf '%-34s %10.0f %10.2f\n' "native replica (16 workers)" "$native16" "$(echo "$relay / $native16" | bc -l)"
+    printf '%-34s %10.0f %10.2f\n' "native replica (defaults)" "$native" "${ratios_native[-1]}"
+    printf '%-34s %10.0f %10.2f\n' "native replica (16 workers)" "$native16" "${ratios_native16[-1]}"
     printf '%-34s %10.0f\n' "gtid-relay (defaults)" "$relay"
     printf 'relay cost: %.2f CPU s per 1,000 transactions, peak RSS %d KiB\n' "$cpu" "$rss"
 }
@@ -380,7 +403,6 @@ modes() {
     sysbench 1 sbtest prepare >/dev/null
     local custom=$relay_apply
     relay_apply=""
-relay_master=""
     relay_config "$work/default.toml" "1 2"
     relay_apply=$custom
     relay_config "$work/custom.toml" "1 3"
