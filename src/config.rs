@@ -1060,6 +1060,10 @@ password = "pw2"
         assert_eq!(c.channels[0].conflict, ConflictMode::Strict);
         assert_eq!(c.masters[1].port, 4302);
         assert_eq!(c.relay.report_port, 3307);
+        assert_eq!(
+            (c.apply.workers, c.apply.preserve_commit_order),
+            (16, false)
+        );
     }
 
     #[test]
