@@ -399,10 +399,11 @@ impl Applier {
                 }
                 let gtid = self.current_gtid();
                 let sql = format!(
-                    "ROLLBACK; SET @@SESSION.GTID_NEXT = {}; BEGIN; COMMIT; SET @@SESSION.GTID_NEXT = 'AUTOMATIC'",
+                    "ROLLBACK; SET @@SESSION.GTID_NEXT = {}; BEGIN; COMMIT",
                     quote_str(&gtid)
                 );
                 self.exec(sql, "ROLLBACK").await?;
+                self.release_gtid_next();
                 Ok(self.complete())
             }
             Step::Ddl(stmt) => {
@@ -429,18 +430,21 @@ impl Applier {
             // Settings the session never received: send them all again.
             self.session = SessionState::default();
         }
-        // Whatever GTID_NEXT the session was left with, the next query resets it.
-        self.release_gtid_next();
-        // When GTID_NEXT was only deferred, the ROLLBACK below is harmless.
         if let Some(r) = &mut self.resolver {
             r.rolled_back();
         }
         let gtid_was_set = !std::mem::take(&mut self.gtid_next_pending);
         if self.current.take().is_some() && gtid_was_set {
+            // Released now, not with the next query: the claim goes below.
+            // (When GTID_NEXT was only deferred, this ROLLBACK is harmless.)
             let _ = self
                 .conn
                 .query_drop("ROLLBACK; SET @@SESSION.GTID_NEXT = 'AUTOMATIC'")
                 .await;
+        } else {
+            // No GTID of this transaction reached the session; it may still
+            // hold the one of its last commit, whose deferred reset went above.
+            self.release_gtid_next();
         }
         // Only now may another channel take the GTID: the server released it.
         self.claim = None;
