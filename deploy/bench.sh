@@ -188,12 +188,15 @@ catchup() {
     done
     ((rounds > 1)) || return 0
     say "catch-up: median of $rounds rounds"
+    catchup_table "$(median "${rates_native[@]}")" "$(median "${ratios_native[@]}")" \
+        "$(median "${rates_native16[@]}")" "$(median "${ratios_native16[@]}")" "$(median "${rates_relay[@]}")"
+}
+
+catchup_table() { # catchup_table NATIVE RATIO NATIVE16 RATIO16 RELAY
     printf '%-34s %10s %10s\n' applier "trx/s" "relay/it"
-    printf '%-34s %10.0f %10.2f\n' "native replica (defaults)" "$(median "${rates_native[@]}")" \
-        "$(median "${ratios_native[@]}")"
-    printf '%-34s %10.0f %10.2f\n' "native replica (16 workers)" "$(median "${rates_native16[@]}")" \
-        "$(median "${ratios_native16[@]}")"
-    printf '%-34s %10.0f\n' "gtid-relay (defaults)" "$(median "${rates_relay[@]}")"
+    printf '%-34s %10.0f %10.2f\n' "native replica (defaults)" "$1" "$2"
+    printf '%-34s %10.0f %10.2f\n' "native replica (16 workers)" "$3" "$4"
+    printf '%-34s %10.0f\n' "gtid-relay (defaults)" "$5"
 }
 
 # One catch-up measurement; appends its rates and ratios to catchup's arrays.
@@ -214,7 +217,7 @@ catchup_round() {
     sql 4 "STOP REPLICA"
     stop_relay
     local before
-    before=$(sql 1 "SELECT @@GLOBAL.gtid_executed")
+    before=$(executed 1)
     sysbench 1 sbtest --threads=4 --time=20 run >"$work/sysbench-backlog.txt"
     local backlog
     backlog=$(sql 1 "SELECT GTID_COUNT(GTID_SUBTRACT(@@GLOBAL.gtid_executed, '$before'))" 2>/dev/null ||
@@ -249,10 +252,7 @@ catchup_round() {
     done
     rates_native+=("$native") rates_native16+=("$native16") rates_relay+=("$relay")
     ratios_native+=("$(echo "$relay / $native" | bc -l)") ratios_native16+=("$(echo "$relay / $native16" | bc -l)")
-    printf '%-34s %10s %10s\n' applier "trx/s" "relay/it"
-    printf '%-34s %10.0f %10.2f\n' "native replica (defaults)" "$native" "${ratios_native[-1]}"
-    printf '%-34s %10.0f %10.2f\n' "native replica (16 workers)" "$native16" "${ratios_native16[-1]}"
-    printf '%-34s %10.0f\n' "gtid-relay (defaults)" "$relay"
+    catchup_table "$native" "${ratios_native[-1]}" "$native16" "${ratios_native16[-1]}" "$relay"
     printf 'relay cost: %.2f CPU s per 1,000 transactions, peak RSS %d KiB\n' "$cpu" "$rss"
 }
 
