@@ -80,15 +80,17 @@ impl<'a> Pieces<'a> {
         self.event.len().div_ceil(self.raw_per_piece).max(1)
     }
 
-    /// `SET @gtid_relay_binlog_<i> = '<text>'`: base64 has no quotes or
-    /// backslashes, so the text needs no escaping under any sql_mode.
+    /// `SET @gtid_relay_binlog_<i> = _latin1'<text>'`: base64 has no quotes
+    /// or backslashes, so the text needs no escaping under any sql_mode, and
+    /// the introducer keeps it ASCII whatever the session's connection
+    /// character set (the source's, after a statement of its own).
     pub fn piece(&self, i: usize) -> String {
         let start = (i * self.raw_per_piece).min(self.event.len());
         let end = (start + self.raw_per_piece).min(self.event.len());
         let head = if i == 0 { self.head.as_str() } else { "" };
         let mut sql =
             String::with_capacity(PIECE_VAR.len() + 16 + head.len() + encoded_len(end - start));
-        sql.push_str(&format!("SET {PIECE_VAR}{i} = '{head}"));
+        sql.push_str(&format!("SET {PIECE_VAR}{i} = _latin1'{head}"));
         BASE64.encode_string(&self.event[start..end], &mut sql);
         sql.push('\'');
         sql
@@ -102,7 +104,7 @@ impl<'a> Pieces<'a> {
             .collect();
         let freed: Vec<String> = vars.iter().map(|v| format!("{v} = NULL")).collect();
         format!(
-            "SET {STATEMENT_VAR} = CONCAT('{}''', {}, ''''); SET {}; \
+            "SET {STATEMENT_VAR} = CONCAT(_latin1'{}''', {}, _latin1''''); SET {}; \
              PREPARE {STATEMENT_NAME} FROM {STATEMENT_VAR}; SET {STATEMENT_VAR} = NULL; \
              EXECUTE {STATEMENT_NAME}",
             PREFIX.trim_end_matches('\''),
@@ -128,7 +130,7 @@ mod tests {
         for i in 0..p.count() {
             let sql = p.piece(i);
             let literal = sql
-                .split_once(" = '")
+                .split_once(" = _latin1'")
                 .and_then(|(_, rest)| rest.strip_suffix('\''))
                 .expect("a quoted literal");
             assert!(!literal.contains('\''), "piece {i} needs no escaping");
@@ -166,7 +168,7 @@ mod tests {
         let exec = p.execute();
         assert!(
             exec.starts_with(
-                "SET @gtid_relay_binlog = CONCAT('BINLOG ''', @gtid_relay_binlog_0, @gtid_relay_binlog_1, ''''); \
+                "SET @gtid_relay_binlog = CONCAT(_latin1'BINLOG ''', @gtid_relay_binlog_0, @gtid_relay_binlog_1, _latin1''''); \
                  SET @gtid_relay_binlog_0 = NULL, @gtid_relay_binlog_1 = NULL; "
             ),
             "{exec}"

@@ -9,29 +9,31 @@
 mod binlog_statement;
 pub mod claims;
 mod deferred;
+mod replica_side;
 pub mod scheduler;
 mod session;
+mod sql_text;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
+use mysql_async::{ChangeUserOpts, Conn};
 
 use crate::config::{ApplySettings, ConflictMode, Master};
 use crate::conflict::resolve::Resolver;
 use crate::conflict::{self, ConflictError};
-use crate::conn::{self, ConnError, quote_ident, quote_str};
+use crate::conn::{self, ConnError, quote_ident};
 use crate::gtid::{GtidSet, Uuid};
-use crate::source::assemble::{Fde, Statement, Step, TxnHeader};
+use crate::source::assemble::{Fde, Statement, Step, TxnHeader, Xid, starts_xa};
 use crate::source::event_bytes::{self, LayoutError};
 
 use binlog_statement::{Pieces, encoded_len, push_event};
 use claims::{Claim, Claimed, Claims};
 use deferred::Deferred;
-use session::SessionState;
+use session::{SessionState, literal};
 
 const ER_BAD_DB_ERROR: u32 = 1049;
 const ER_NET_PACKET_TOO_LARGE: u32 = 1153;
@@ -39,6 +41,9 @@ const ER_NET_PACKET_TOO_LARGE: u32 = 1153;
 const ER_LOCK_DEADLOCK: u32 = 1213;
 const ER_DUP_ENTRY: u32 = 1062;
 const ER_KEY_NOT_FOUND: u32 = 1032;
+
+/// Back to server-generated GTIDs once a transaction is done.
+const GTID_NEXT_AUTOMATIC: &str = "@@SESSION.GTID_NEXT = _utf8mb4'AUTOMATIC'";
 
 /// MySQL's UNDEFINED_SERVER_VERSION in GTID events.
 const UNDEFINED_SERVER_VERSION: u32 = 0x00FF_FFFF;
@@ -141,6 +146,8 @@ pub struct TargetIdentity {
 
 pub struct Applier {
     conn: Conn,
+    /// The assignments that make a fresh session an applier session.
+    init: String,
     target: String,
     max_statement_bytes: usize,
     /// The target's limit on a statement, which a BINLOG statement assembled
@@ -156,6 +163,8 @@ pub struct Applier {
     /// again when the statement is cut across BINLOG statements.
     statement_maps: Vec<Vec<u8>>,
     current: Option<TxnHeader>,
+    /// The XA transaction `current` opened with `XA START`, until it is prepared.
+    xa: Option<String>,
     /// `SET GTID_NEXT` for `current` is still to be sent.
     gtid_next_pending: bool,
     /// Statements that travel in front of the next one sent.
@@ -195,8 +204,15 @@ impl Applier {
             message: e.to_string(),
             transient: conn::is_transient(&e),
         };
-        // Behave like a replica applier session (mysqlbinlog output sets the same).
-        let mut init = String::from("SET @@SESSION.pseudo_replica_mode = 1");
+        // Behave like a replica applier session (mysqlbinlog output sets the
+        // same). Like the native applier, accept foreign keys on non-unique
+        // keys the source allowed (8.4+), and leave a prepared XA transaction
+        // detached, for the session of its XA COMMIT (8.0.27+).
+        let mut init = String::from(
+            "@@SESSION.pseudo_replica_mode = 1 \
+             /*!80400 , @@SESSION.restrict_fk_on_non_standard_key = 0 */ \
+             /*!80027 , @@SESSION.xa_detach_on_prepare = 1 */",
+        );
         if conflict == ConflictMode::Idempotent {
             init.push_str(", @@SESSION.rbr_exec_mode = 'IDEMPOTENT'");
         }
@@ -210,7 +226,7 @@ impl Applier {
             // the rows read, which the transaction writes anyway.
             init.push_str(", @@SESSION.transaction_isolation = 'READ-COMMITTED'");
         }
-        c.query_drop(init)
+        c.query_drop(format!("SET {init}"))
             .await
             .map_err(|e| setup_err("preparing the apply session", e))?;
         let (uuid, executed_text, max_allowed_packet): (String, String, usize) = c
@@ -243,6 +259,7 @@ impl Applier {
         Ok((
             Applier {
                 conn: c,
+                init,
                 target: target.name.clone(),
                 max_statement_bytes: settings.max_statement_bytes,
                 max_allowed_packet,
@@ -251,6 +268,7 @@ impl Applier {
                 pending_rows: String::new(),
                 statement_maps: Vec::new(),
                 current: None,
+                xa: None,
                 gtid_next_pending: false,
                 deferred: Deferred::default(),
                 claims,
@@ -290,9 +308,7 @@ impl Applier {
         match step {
             Step::FormatDescription(fde) => {
                 if self.fde.as_ref() != Some(&fde) {
-                    let sql = format!("BINLOG '{}'", BASE64.encode(&fde.event));
-                    self.exec(sql, "the source's FORMAT_DESCRIPTION event")
-                        .await?;
+                    self.load_format_description(&fde).await?;
                     if let Some(r) = &mut self.resolver {
                         r.format_description(&fde.event)
                             .map_err(|e| self.conflict_error(e))?;
@@ -313,13 +329,20 @@ impl Applier {
                 Ok(None)
             }
             Step::Query(_) | Step::Rows(_) if self.skipping().await => Ok(None),
-            Step::Commit | Step::Rollback | Step::Ddl(_) if self.skipping().await => {
+            Step::Commit | Step::Rollback | Step::Ddl(_) | Step::XaPrepare { .. }
+                if self.skipping().await =>
+            {
                 self.end_skipped().await?;
                 Ok(self.complete())
             }
             Step::Query(stmt) => {
                 self.flush_rows().await?;
                 self.statement(&stmt).await?;
+                if self.skip.is_none() && starts_xa(&stmt.sql) {
+                    // `XA START <xid>`: what follows the two words is the xid.
+                    let text = String::from_utf8_lossy(&stmt.sql);
+                    self.xa = text.splitn(3, ' ').nth(2).map(str::to_string);
+                }
                 Ok(None)
             }
             Step::Rows(mut event) => {
@@ -389,6 +412,17 @@ impl Applier {
                 }
                 Ok(self.complete())
             }
+            Step::XaPrepare { xid, one_phase } => {
+                self.flush_rows().await?;
+                let sql = xa_prepare_statement(&xid, one_phase);
+                self.exec(sql.clone(), &sql).await?;
+                self.xa = None;
+                self.release_gtid_next();
+                if let Some(r) = &mut self.resolver {
+                    r.committed();
+                }
+                Ok(self.complete())
+            }
             Step::Rollback => {
                 // The source rolled back; commit an empty transaction so that the
                 // GTID is still executed on the target, as a native replica does.
@@ -400,7 +434,7 @@ impl Applier {
                 let gtid = self.current_gtid();
                 let sql = format!(
                     "ROLLBACK; SET @@SESSION.GTID_NEXT = {}; BEGIN; COMMIT",
-                    quote_str(&gtid)
+                    literal(&gtid)
                 );
                 self.exec(sql, "ROLLBACK").await?;
                 self.release_gtid_next();
@@ -428,7 +462,7 @@ impl Applier {
         self.skip = None;
         if self.deferred.take().is_some() {
             // Settings the session never received: send them all again.
-            self.session = SessionState::default();
+            self.session.forget_settings();
         }
         if let Some(r) = &mut self.resolver {
             r.rolled_back();
@@ -437,9 +471,17 @@ impl Applier {
         if self.current.take().is_some() && gtid_was_set {
             // Released now, not with the next query: the claim goes below.
             // (When GTID_NEXT was only deferred, this ROLLBACK is harmless.)
+            // An XA transaction in progress ends only with its own statements.
+            let end = match self.xa.take() {
+                Some(xid) => {
+                    let _ = self.conn.query_drop(format!("XA END {xid}")).await;
+                    format!("XA ROLLBACK {xid}")
+                }
+                None => "ROLLBACK".to_string(),
+            };
             let _ = self
                 .conn
-                .query_drop("ROLLBACK; SET @@SESSION.GTID_NEXT = 'AUTOMATIC'")
+                .query_drop(format!("{end}; SET {GTID_NEXT_AUTOMATIC}"))
                 .await;
         } else {
             // No GTID of this transaction reached the session; it may still
@@ -531,7 +573,73 @@ impl Applier {
     /// trip of its own (until then a statement that writes fails with
     /// ER_GTID_NEXT_TYPE_UNDEFINED_GTID; the next transaction's SET comes first).
     fn release_gtid_next(&mut self) {
-        self.deferred.set("@@SESSION.GTID_NEXT = 'AUTOMATIC'");
+        self.deferred.set(GTID_NEXT_AUTOMATIC);
+    }
+
+    /// Load the source's FORMAT_DESCRIPTION event: how the BINLOG statements
+    /// that follow are laid out.
+    async fn load_format_description(&mut self, fde: &Fde) -> Result<(), ApplyError> {
+        let sql = format!("BINLOG '{}'", BASE64.encode(&fde.event));
+        self.exec(sql, "the source's FORMAT_DESCRIPTION event")
+            .await?;
+        // Loading a FORMAT_DESCRIPTION event outside a transaction leaves
+        // GTID_NEXT at NOT_YET_DETERMINED, where the next BINLOG statement
+        // without a GTID would be anonymous (1782): back to AUTOMATIC before
+        // anything else is sent.
+        self.release_gtid_next();
+        Ok(())
+    }
+
+    /// Start the session over without a default database, which no statement
+    /// can clear (COM_CHANGE_USER does), and make it an applier session again.
+    async fn reset_session(&mut self) -> Result<(), ApplyError> {
+        // Whatever was deferred (a GTID_NEXT reset, settings) the reset does.
+        self.deferred.take();
+        if let Err(e) = self.conn.change_user(ChangeUserOpts::default()).await {
+            return Err(self.error(&e, "clearing the default database (COM_CHANGE_USER)".into()));
+        }
+        self.session = SessionState::default();
+        self.deferred.set(&self.init);
+        if let Some(fde) = self.fde.clone() {
+            self.load_format_description(&fde).await?;
+        }
+        Ok(())
+    }
+
+    /// Give the session the statement's default database, or none, as the
+    /// native applier does. None can be given only before the transaction
+    /// has sent anything (a row transaction's statements do not need it),
+    /// and XA statements, which name no object, do without.
+    async fn use_schema(&mut self, stmt: &Statement) -> Result<(), ApplyError> {
+        if stmt.schema.is_empty() {
+            let xa = sql_text::leading_words(&stmt.sql, 1) == ["XA"];
+            if self.session.schema().is_some() && self.gtid_next_pending && !xa {
+                self.reset_session().await?;
+            }
+            return Ok(());
+        }
+        if self.session.schema() == Some(stmt.schema.as_str()) {
+            return Ok(());
+        }
+        if !stmt.schema.is_ascii() {
+            // The name is in the server's system character set (UTF-8),
+            // which the source's client character set may not read.
+            let charset = self.session.relay_charset();
+            self.deferred.set(&charset);
+        }
+        match self
+            .exec(format!("USE {}", quote_ident(&stmt.schema)), "USE")
+            .await
+        {
+            Ok(()) => self.session.set_schema(Some(&stmt.schema)),
+            // CREATE/DROP DATABASE are logged with the database they name as the
+            // default one, which the target may not have (a replica sets it
+            // unchecked). They name their database, so run them without it;
+            // the session keeps the one it had.
+            Err(e) if e.errno() == ER_BAD_DB_ERROR && database_verb(&stmt.sql).is_some() => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     /// Whether the source's events end with a CRC32 (as its FDE announced).
@@ -569,26 +677,13 @@ impl Applier {
     }
 
     async fn statement(&mut self, stmt: &Statement) -> Result<(), ApplyError> {
-        let settings = self.session.prepare(stmt);
-        self.deferred.set(&settings);
         // BEGIN needs no default database.
         let begin = stmt.sql.eq_ignore_ascii_case(b"BEGIN");
-        if !begin && !stmt.schema.is_empty() && self.session.schema() != Some(stmt.schema.as_str())
-        {
-            match self
-                .exec(format!("USE {}", quote_ident(&stmt.schema)), "USE")
-                .await
-            {
-                Ok(()) => self.session.set_schema(Some(&stmt.schema)),
-                // CREATE/DROP DATABASE are logged with the database they name as the
-                // default one, which the target may not have (a replica sets it
-                // unchecked). They name their database, so run them without it.
-                Err(e) if e.errno() == ER_BAD_DB_ERROR && names_its_database(&stmt.sql) => {
-                    self.session.set_schema(None);
-                }
-                Err(e) => return Err(e),
-            }
+        if !begin {
+            self.use_schema(stmt).await?;
         }
+        let settings = self.session.prepare(stmt);
+        self.deferred.set(&settings);
         if self.gtid_next_pending {
             self.set_gtid_next().await?;
         }
@@ -603,7 +698,15 @@ impl Applier {
         }
         let text = String::from_utf8_lossy(&stmt.sql).into_owned();
         let what = format!("query: {}", truncate(&text, 200));
-        self.exec_bytes(stmt.sql.clone(), what).await
+        let sql = replica_side::rewrite(&stmt.sql).unwrap_or_else(|| stmt.sql.clone());
+        self.exec_bytes(sql, what).await?;
+        if database_verb(&stmt.sql) == Some("DROP")
+            && self.session.schema() == Some(stmt.schema.as_str())
+        {
+            // Dropping the session's default database leaves it without one.
+            self.session.set_schema(None);
+        }
+        Ok(())
     }
 
     /// True when the rest of the current transaction is to be skipped. When
@@ -757,31 +860,30 @@ fn gtid_next_assignments(h: &TxnHeader) -> String {
     }
     sql.push_str(&format!(
         "@@SESSION.GTID_NEXT = {}",
-        quote_str(&h.gtid.to_string())
+        literal(&h.gtid.to_string())
     ));
     sql
 }
 
-/// `CREATE|DROP DATABASE|SCHEMA ...`, after leading blanks and comments.
-fn names_its_database(sql: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(sql);
-    let mut rest = text.trim_start();
-    while let Some(after) = rest.strip_prefix("/*") {
-        rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+/// What ends the first part of an XA transaction on the target.
+fn xa_prepare_statement(xid: &Xid, one_phase: bool) -> String {
+    if one_phase {
+        format!("XA COMMIT {xid} ONE PHASE")
+    } else {
+        format!("XA PREPARE {xid}")
     }
-    let words: Vec<String> = rest
-        .split_whitespace()
-        .take(2)
-        .map(str::to_ascii_uppercase)
-        .collect();
-    matches!(
-        words
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice(),
-        ["CREATE" | "DROP", "DATABASE" | "SCHEMA"]
-    )
+}
+
+/// `CREATE|DROP DATABASE|SCHEMA ...`: the verb, CREATE or DROP.
+fn database_verb(sql: &[u8]) -> Option<&'static str> {
+    match sql_text::leading_words(sql, 2).as_slice() {
+        [verb, noun] if noun == "DATABASE" || noun == "SCHEMA" => match verb.as_str() {
+            "CREATE" => Some("CREATE"),
+            "DROP" => Some("DROP"),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -793,7 +895,7 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{ApplyError, names_its_database};
+    use super::{ApplyError, database_verb};
 
     fn failed(errno: u32, transient: bool) -> ApplyError {
         ApplyError::Transaction {
@@ -820,9 +922,12 @@ mod tests {
 
     #[test]
     fn database_statements_are_recognised() {
-        assert!(names_its_database(b"CREATE DATABASE s1"));
-        assert!(names_its_database(b"  /* x */ drop schema if exists `s1`"));
-        assert!(!names_its_database(b"CREATE TABLE t (id int)"));
-        assert!(!names_its_database(b"DROP TABLE database"));
+        assert_eq!(database_verb(b"CREATE DATABASE s1"), Some("CREATE"));
+        assert_eq!(
+            database_verb(b"  /* x */ drop schema if exists `s1`"),
+            Some("DROP")
+        );
+        assert_eq!(database_verb(b"CREATE TABLE t (id int)"), None);
+        assert_eq!(database_verb(b"DROP TABLE `database`"), None);
     }
 }

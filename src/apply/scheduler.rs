@@ -499,6 +499,7 @@ mod tests {
             thread_id: 1,
             timestamp: 1,
             micros: None,
+            context: Vec::new(),
         };
         vec![
             Step::Begin(header),

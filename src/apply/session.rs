@@ -1,17 +1,35 @@
 //! The source session's settings, replayed on the apply session before a
 //! statement, the way mysqlbinlog prints them: only what changed is sent.
+//!
+//! Every literal the relay writes carries an introducer (`_utf8mb4'…'`): a
+//! SET is parsed in the connection character set the previous statement
+//! left, which may be the source's (ucs2, utf16…), where plain ASCII quotes
+//! read as something else.
 
-use crate::conn::quote_str;
+use mysql_common::collations::{Collation, CollationId};
+
+use crate::conn::quote_ident;
 use crate::source::assemble::{SessionSettings, Statement};
+use crate::source::context::{ContextVar, UserValue};
 
 // Bits of the Query event's Flags2 status variable (sql/log_event.h).
 const OPTION_AUTO_IS_NULL: u32 = 1 << 14;
 const OPTION_NO_FOREIGN_KEY_CHECKS: u32 = 1 << 26;
 const OPTION_RELAXED_UNIQUE_CHECKS: u32 = 1 << 27;
 
+/// utf8mb4_0900_ai_ci: what the relay's own statements are written in.
+const UTF8MB4: u16 = 255;
+
+/// A string literal in the relay's character set, read the same whatever the
+/// session's connection character set (values without backslashes only).
+pub fn literal(s: &str) -> String {
+    format!("_utf8mb4'{}'", s.replace('\'', "''"))
+}
+
 #[derive(Debug, Default)]
 pub struct SessionState {
     applied: SessionSettings,
+    /// The session's default database; a session starts without one.
     schema: Option<String>,
 }
 
@@ -20,9 +38,23 @@ impl SessionState {
         self.schema.as_deref()
     }
 
-    /// The session's default database; None when unknown.
     pub fn set_schema(&mut self, schema: Option<&str>) {
         self.schema = schema.map(str::to_string);
+    }
+
+    /// The settings the session holds are no longer known (they were
+    /// deferred and never sent): send them all again. The default database
+    /// is still known.
+    pub fn forget_settings(&mut self) {
+        self.applied = SessionSettings::default();
+    }
+
+    /// Switch the session's client character set to the relay's, for a
+    /// statement of its own that names something outside ASCII (a `USE`);
+    /// the source's is sent again with its next statement.
+    pub fn relay_charset(&mut self) -> String {
+        self.applied.charset = None;
+        format!("@@SESSION.character_set_client = {UTF8MB4}")
     }
 
     /// The assignments of a SET statement that brings the session to `stmt`'s settings.
@@ -67,7 +99,7 @@ impl SessionState {
         changed(charset(s.charset), charset(self.applied.charset));
         let tz = |t: &Option<String>| {
             t.as_ref()
-                .map(|t| format!("@@SESSION.time_zone = {}", quote_str(t)))
+                .map(|t| format!("@@SESSION.time_zone = {}", literal(t)))
         };
         changed(tz(&s.time_zone), tz(&self.applied.time_zone));
         let num = |name: &str, v: Option<u64>| v.map(|v| format!("@@SESSION.{name} = {v}"));
@@ -113,8 +145,48 @@ impl SessionState {
         };
         vars.push(timestamp);
         vars.push(format!("@@SESSION.pseudo_thread_id = {}", stmt.thread_id));
+        vars.extend(stmt.context.iter().map(assignment));
         self.applied = merge(&self.applied, s);
         vars.join(", ")
+    }
+}
+
+/// The assignment that gives the session what the source's INTVAR, RAND or
+/// USER_VAR event says, as mysqlbinlog prints it.
+fn assignment(var: &ContextVar) -> String {
+    match var {
+        ContextVar::LastInsertId(v) => format!("@@SESSION.last_insert_id = {v}"),
+        ContextVar::InsertId(v) => format!("@@SESSION.insert_id = {v}"),
+        ContextVar::RandSeeds(a, b) => {
+            format!("@@SESSION.rand_seed1 = {a}, @@SESSION.rand_seed2 = {b}")
+        }
+        ContextVar::UserVar { name, value } => {
+            format!("@{} := {}", quote_ident(name), user_value(value))
+        }
+    }
+}
+
+fn user_value(value: &UserValue) -> String {
+    match value {
+        UserValue::Null => "NULL".into(),
+        UserValue::Int(v) => v.to_string(),
+        UserValue::UInt(v) => v.to_string(),
+        // `{:e}` keeps every digit and an exponent, which makes it a DOUBLE literal.
+        UserValue::Real(bits) => format!("{:e}", f64::from_bits(*bits)),
+        UserValue::Decimal(text) => text.clone(),
+        UserValue::Str { bytes, collation } => {
+            let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+            let c = Collation::resolve(CollationId::from(*collation));
+            if c.id() == CollationId::UNKNOWN_COLLATION_ID || c.charset() == "binary" {
+                format!("_binary X'{hex}'")
+            } else {
+                format!(
+                    "_{} X'{hex}' COLLATE {}",
+                    c.charset(),
+                    quote_ident(c.collation())
+                )
+            }
+        }
     }
 }
 
@@ -153,6 +225,7 @@ mod tests {
             thread_id: 7,
             timestamp: 1_700_000_000,
             micros: Some(42),
+            context: Vec::new(),
         }
     }
 
@@ -169,7 +242,7 @@ mod tests {
         assert_eq!(
             first,
             "@@SESSION.foreign_key_checks = 0, @@SESSION.sql_auto_is_null = 0, @@SESSION.unique_checks = 1, \
-             @@SESSION.sql_mode = 1168113696, @@SESSION.time_zone = 'SYSTEM', TIMESTAMP = 1700000000.000042, \
+             @@SESSION.sql_mode = 1168113696, @@SESSION.time_zone = _utf8mb4'SYSTEM', TIMESTAMP = 1700000000.000042, \
              @@SESSION.pseudo_thread_id = 7"
         );
         let second = state.prepare(&stmt(s));

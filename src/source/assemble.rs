@@ -6,9 +6,11 @@
 //! events right after it, so the payload event itself is skipped.
 
 use mysql_common::binlog::consts::EventType;
+use mysql_common::binlog::consts::StatusVarKey;
 use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, StatusVarVal};
 
 use crate::gtid::{Gtid, Tag, Uuid};
+use crate::source::context::ContextVar;
 use crate::source::event::{RawEvent, kind_of};
 use crate::source::event_bytes;
 
@@ -85,6 +87,31 @@ pub struct Statement {
     /// Event timestamp (seconds) and the Microseconds status variable.
     pub timestamp: u32,
     pub micros: Option<u32>,
+    /// User variables, insert ids and RAND seeds the statement reads, from
+    /// the INTVAR, RAND and USER_VAR events logged in front of it.
+    pub context: Vec<ContextVar>,
+}
+
+/// An XA transaction's identifier, as XA statements spell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xid {
+    pub format_id: i32,
+    pub gtrid: Vec<u8>,
+    pub bqual: Vec<u8>,
+}
+
+impl std::fmt::Display for Xid {
+    /// `X'<gtrid>',X'<bqual>',<formatID>`, as the server logs it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        write!(
+            f,
+            "X'{}',X'{}',{}",
+            hex(&self.gtrid),
+            hex(&self.bqual),
+            self.format_id
+        )
+    }
 }
 
 /// A serialised FORMAT_DESCRIPTION event.
@@ -112,12 +139,19 @@ pub enum Step {
     Rollback,
     /// A statement that commits itself (DDL); the transaction is complete.
     Ddl(Statement),
+    /// The end of an XA transaction's first part (XA_PREPARE_LOG_EVENT):
+    /// `XA PREPARE`, or `XA COMMIT … ONE PHASE`. Its `XA COMMIT` or
+    /// `XA ROLLBACK` comes later as a transaction of its own (a `Ddl`).
+    XaPrepare { xid: Xid, one_phase: bool },
 }
 
 impl Step {
     /// True when the step ends the current transaction.
     pub fn ends_transaction(&self) -> bool {
-        matches!(self, Step::Commit | Step::Rollback | Step::Ddl(_))
+        matches!(
+            self,
+            Step::Commit | Step::Rollback | Step::Ddl(_) | Step::XaPrepare { .. }
+        )
     }
 }
 
@@ -125,8 +159,13 @@ impl Step {
 enum State {
     #[default]
     Idle,
-    /// After the GTID event; `began` once Query BEGIN was seen.
-    InTxn { gtid: Gtid, began: bool },
+    /// After the GTID event; `began` once Query BEGIN (or XA START) was
+    /// seen; `context`: INTVAR, RAND and USER_VAR events for the next statement.
+    InTxn {
+        gtid: Gtid,
+        began: bool,
+        context: Vec<ContextVar>,
+    },
 }
 
 /// Feeds on events, yields steps.
@@ -170,9 +209,19 @@ pub(crate) fn header_of(event: &Event, g: &GtidEvent) -> Result<TxnHeader, Assem
     })
 }
 
-fn statement_of(event: &Event, q: &QueryEvent<'_>) -> Statement {
+fn statement_of(event: &Event, q: &QueryEvent<'_>, context: Vec<ContextVar>) -> Statement {
     let mut settings = SessionSettings::default();
-    let mut micros = None;
+    // mysql_common 0.37 reads Q_MICROSECONDS as 4 bytes; it is 3 (24-bit
+    // little-endian), so its decoder always fails: read the raw bytes.
+    let micros = q
+        .status_vars()
+        .get_status_var(StatusVarKey::Microseconds)
+        .and_then(|var| match var.get_value() {
+            Ok(StatusVarVal::Microseconds(us)) => Some(us),
+            Ok(_) => None,
+            Err(&[b0, b1, b2]) => Some(u32::from_le_bytes([b0, b1, b2, 0])),
+            Err(_) => None,
+        });
     for var in q.status_vars().iter() {
         let Ok(value) = var.get_value() else { continue };
         match value {
@@ -189,7 +238,6 @@ fn statement_of(event: &Event, q: &QueryEvent<'_>) -> Statement {
             StatusVarVal::TimeZone(tz) => settings.time_zone = Some(tz.as_str().into_owned()),
             StatusVarVal::LcTimeNames(n) => settings.lc_time_names = Some(n),
             StatusVarVal::CharsetDatabase(c) => settings.collation_database = Some(c),
-            StatusVarVal::Microseconds(us) => micros = Some(us),
             StatusVarVal::ExplicitDefaultsForTimestamp(b) => {
                 settings.explicit_defaults_for_timestamp = Some(b)
             }
@@ -208,7 +256,47 @@ fn statement_of(event: &Event, q: &QueryEvent<'_>) -> Statement {
         thread_id: q.thread_id(),
         timestamp: event.header().timestamp(),
         micros,
+        context,
     }
+}
+
+/// XA_PREPARE_LOG_EVENT's body: one_phase (1), formatID (4), gtrid_length
+/// (4), bqual_length (4), then gtrid and bqual (sql/log_event.h).
+fn xa_prepare_of(event: &Event) -> Result<Step, AssembleError> {
+    let bad = || decode_err(kind(event), "truncated XA_PREPARE event");
+    let data = event.data();
+    let word = |at: usize| -> Result<i32, AssembleError> {
+        data.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(i32::from_le_bytes)
+            .ok_or_else(bad)
+    };
+    let one_phase = *data.first().ok_or_else(bad)? != 0;
+    let format_id = word(1)?;
+    let gtrid_len = usize::try_from(word(5)?).map_err(|_| bad())?;
+    let bqual_len = usize::try_from(word(9)?).map_err(|_| bad())?;
+    let gtrid = data.get(13..13 + gtrid_len).ok_or_else(bad)?;
+    let bqual = data
+        .get(13 + gtrid_len..13 + gtrid_len + bqual_len)
+        .ok_or_else(bad)?;
+    Ok(Step::XaPrepare {
+        xid: Xid {
+            format_id,
+            gtrid: gtrid.to_vec(),
+            bqual: bqual.to_vec(),
+        },
+        one_phase,
+    })
+}
+
+/// `XA START …` (or its synonym `XA BEGIN`), which opens an XA transaction
+/// the way BEGIN opens another.
+pub fn starts_xa(sql: &[u8]) -> bool {
+    let head = |word: &[u8]| {
+        sql.get(..word.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(word))
+    };
+    head(b"XA START") || head(b"XA BEGIN")
 }
 
 impl Assembler {
@@ -281,23 +369,25 @@ impl Assembler {
                 self.state = State::InTxn {
                     gtid: header.gtid.clone(),
                     began: false,
+                    context: Vec::new(),
                 };
                 Ok(Some(Step::Begin(header)))
             }
             QUERY_EVENT => {
                 let q: QueryEvent<'_> =
                     event.read_event().map_err(|e| decode_err(kind(event), e))?;
-                let State::InTxn { began, .. } = &mut self.state else {
+                let State::InTxn { began, context, .. } = &mut self.state else {
                     return Err(AssembleError::OutsideTransaction { kind: kind(event) });
                 };
                 let sql = q.query_raw();
+                let context = std::mem::take(context);
                 let step = if !*began {
-                    if sql.eq_ignore_ascii_case(b"BEGIN") {
+                    if sql.eq_ignore_ascii_case(b"BEGIN") || starts_xa(sql) {
                         *began = true;
-                        Step::Query(statement_of(event, &q))
+                        Step::Query(statement_of(event, &q, context))
                     } else {
                         self.state = State::Idle;
-                        Step::Ddl(statement_of(event, &q))
+                        Step::Ddl(statement_of(event, &q, context))
                     }
                 } else if sql.eq_ignore_ascii_case(b"COMMIT") {
                     self.state = State::Idle;
@@ -306,7 +396,7 @@ impl Assembler {
                     self.state = State::Idle;
                     Step::Rollback
                 } else {
-                    Step::Query(statement_of(event, &q))
+                    Step::Query(statement_of(event, &q, context))
                 };
                 Ok(Some(step))
             }
@@ -318,19 +408,29 @@ impl Assembler {
                 _ => Err(AssembleError::OutsideTransaction { kind: kind(event) }),
             },
             ANONYMOUS_GTID_EVENT => Err(AssembleError::Anonymous),
-            INTVAR_EVENT
-            | RAND_EVENT
-            | USER_VAR_EVENT
-            | BEGIN_LOAD_QUERY_EVENT
-            | EXECUTE_LOAD_QUERY_EVENT => Err(AssembleError::StatementBased { kind: kind(event) }),
+            INTVAR_EVENT | RAND_EVENT | USER_VAR_EVENT => match &mut self.state {
+                State::InTxn { context, .. } => {
+                    let var = ContextVar::of(event).map_err(|e| decode_err(kind(event), e))?;
+                    context.push(var);
+                    Ok(None)
+                }
+                State::Idle => Err(AssembleError::OutsideTransaction { kind: kind(event) }),
+            },
+            BEGIN_LOAD_QUERY_EVENT | EXECUTE_LOAD_QUERY_EVENT => {
+                Err(AssembleError::StatementBased { kind: kind(event) })
+            }
             INCIDENT_EVENT => Err(AssembleError::Unsupported {
                 kind: kind(event),
                 why: "the source recorded an incident (lost events); resynchronise the target",
             }),
-            XA_PREPARE_LOG_EVENT => Err(AssembleError::Unsupported {
-                kind: kind(event),
-                why: "XA transactions are not relayed",
-            }),
+            XA_PREPARE_LOG_EVENT => match self.state {
+                State::InTxn { began: true, .. } => {
+                    let step = xa_prepare_of(event)?;
+                    self.state = State::Idle;
+                    Ok(Some(step))
+                }
+                _ => Err(AssembleError::OutsideTransaction { kind: kind(event) }),
+            },
             other => Err(AssembleError::Unsupported {
                 kind: format!("{other:?}"),
                 why: "not produced by a MySQL 8.0+ source in ROW format",

@@ -7,6 +7,7 @@
 
 pub mod assemble;
 pub mod client;
+pub mod context;
 pub mod event;
 pub mod event_bytes;
 mod payload;
