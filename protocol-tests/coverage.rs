@@ -4,39 +4,18 @@
 //! two conflict modes. Writes are made on both masters; the masters must end up
 //! with equal gtid_executed, equal CHECKSUM TABLE and equal definitions.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::support::relay::{InProcess, checksums, config_text};
+use crate::support::relay::{
+    CONVERGE, InProcess, check_channels, checksums, config_text, same, settle,
+};
 use crate::support::{Sandbox, wait_for};
-
-const CONVERGE: Duration = Duration::from_secs(30);
 
 /// Start the relay for masters 1 and 2 with `extra` TOML; wait until it runs.
 fn relay(sb: &Sandbox, extra: &str) -> InProcess {
     let relay = InProcess::start(&config_text(sb, &[1, 2], extra));
     relay.wait_running();
     relay
-}
-
-/// Fail at once when a channel stopped on an apply error.
-fn check_channels(relay: &InProcess) {
-    for c in relay.status() {
-        if let Some(e) = &c.last_sql_error {
-            panic!(
-                "channel {} stopped: errno {}: {}",
-                c.name, e.errno, e.message
-            );
-        }
-    }
-}
-
-/// Wait until both masters hold the same GTIDs; fail at once on an apply error.
-fn settle(sb: &Sandbox, relay: &InProcess) -> String {
-    wait_for("masters to converge", CONVERGE, || {
-        check_channels(relay);
-        let (a, b) = (sb.gtid_executed(1), sb.gtid_executed(2));
-        (a == b).then_some(a)
-    })
 }
 
 /// SHOW CREATE TABLE without the AUTO_INCREMENT counter: each master keeps its
@@ -47,13 +26,6 @@ fn show_create_table(sb: &Sandbox, i: u8, table: &str) -> String {
         .filter(|w| !w.starts_with("AUTO_INCREMENT="))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// `sql` gives the same output on both masters; returns it.
-fn same(sb: &Sandbox, sql: &str) -> String {
-    let (a, b) = (sb.sql(1, sql), sb.sql(2, sql));
-    assert_eq!(a, b, "masters differ on: {sql}");
-    a
 }
 
 /// Equal CHECKSUM TABLE and SHOW CREATE TABLE for every base table of `schema`.

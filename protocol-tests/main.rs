@@ -12,6 +12,7 @@ mod metrics;
 mod preflight;
 mod relay;
 mod reliability;
+mod replay;
 mod routing;
 mod sandbox;
 mod tls;

@@ -121,6 +121,7 @@ const VARIABLES: &[&str] = &[
     "max_allowed_packet",
     "gtid_executed",
     "gtid_purged",
+    "log_bin_trust_function_creators",
 ];
 
 async fn gather(master: &Master, timeout: Duration) -> Result<Facts, GatherError> {
@@ -490,6 +491,31 @@ fn master_checks(out: &mut Vec<Finding>, m: &Master, f: &Facts, is_source: bool,
             "applying DDL (a replicated DDL would stop the channel)",
             grantee,
         );
+        privilege_check(
+            out,
+            n,
+            "target_definer_privilege",
+            &f.grants,
+            &["SET_ANY_DEFINER"],
+            Status::Warn,
+            "applying views, routines, triggers and events whose DEFINER is another account",
+            grantee,
+        );
+        // A replica's applier may create stored functions with binary logging
+        // on; a client session needs SUPER or this setting (error 1419).
+        if f.var("log_bin_trust_function_creators") != "ON" && !f.grants.has_global("SUPER") {
+            out.push(warn(
+                n,
+                "target_function_creators",
+                "log_bin_trust_function_creators=OFF and the relay account lacks SUPER: \
+                 a CREATE FUNCTION or CREATE TRIGGER relayed to this master stops the channel \
+                 (error 1419)",
+                format!(
+                    "SET PERSIST log_bin_trust_function_creators = ON (or SET sql_log_bin = 0; \
+                     GRANT SUPER ON *.* TO {grantee})"
+                ),
+            ));
+        }
         privilege_check(
             out,
             n,

@@ -237,3 +237,40 @@ pub fn checksums(sb: &Sandbox, i: u8, schema: &str) -> String {
     );
     sb.sql(i, &format!("CHECKSUM TABLE {tables} EXTENDED"))
 }
+
+/// How long two masters get to converge after a change.
+pub const CONVERGE: Duration = Duration::from_secs(30);
+
+/// Fail at once when a channel stopped on an error.
+pub fn check_channels(relay: &InProcess) {
+    for c in relay.status() {
+        if let Some(e) = &c.last_sql_error {
+            panic!(
+                "channel {} stopped: errno {}: {}",
+                c.name, e.errno, e.message
+            );
+        }
+        if let Some(e) = &c.last_io_error {
+            panic!(
+                "channel {} cannot read its source: errno {}: {}",
+                c.name, e.errno, e.message
+            );
+        }
+    }
+}
+
+/// Wait until masters 1 and 2 hold the same GTIDs; fail at once on an error.
+pub fn settle(sb: &Sandbox, relay: &InProcess) -> String {
+    wait_for("masters to converge", CONVERGE, || {
+        check_channels(relay);
+        let (a, b) = (sb.gtid_executed(1), sb.gtid_executed(2));
+        (a == b).then_some(a)
+    })
+}
+
+/// `sql` gives the same output on masters 1 and 2; returns it.
+pub fn same(sb: &Sandbox, sql: &str) -> String {
+    let (a, b) = (sb.sql(1, sql), sb.sql(2, sql));
+    assert_eq!(a, b, "masters differ on: {sql}");
+    a
+}
