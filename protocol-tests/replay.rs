@@ -180,6 +180,20 @@ fn statements_replay_as_a_native_applier_runs_them() {
     settle(&sb, &relay);
     same(&sb, "SHOW CREATE TABLE d.child");
 
+    // A target that gives tables without a key an invisible one of its own
+    // (GIPK mode): the native applier creates them as the source logged them.
+    sb.sql(2, "SET GLOBAL sql_generate_invisible_primary_key = ON");
+    sb.sql(
+        1,
+        "CREATE TABLE d.nokey (a INT); INSERT INTO d.nokey VALUES (1), (1)",
+    );
+    settle(&sb, &relay);
+    same(
+        &sb,
+        "SET show_gipk_in_create_table_and_information_schema = ON; SHOW CREATE TABLE d.nokey",
+    );
+    sb.sql(2, "SET GLOBAL sql_generate_invisible_primary_key = OFF");
+
     // Client character sets: a ucs2 connection collation, and a database
     // whose name is not ASCII used from a koi8r client.
     sb.sql(

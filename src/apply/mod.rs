@@ -206,12 +206,15 @@ impl Applier {
         };
         // Behave like a replica applier session (mysqlbinlog output sets the
         // same). Like the native applier, accept foreign keys on non-unique
-        // keys the source allowed (8.4+), and leave a prepared XA transaction
-        // detached, for the session of its XA COMMIT (8.0.27+).
+        // keys the source allowed (8.4+), leave a prepared XA transaction
+        // detached, for the session of its XA COMMIT (8.0.27+), and create
+        // tables as the source logged them, without an invisible primary key
+        // of the target's own (8.0.30+; a source that made one logged it).
         let mut init = String::from(
             "@@SESSION.pseudo_replica_mode = 1 \
              /*!80400 , @@SESSION.restrict_fk_on_non_standard_key = 0 */ \
-             /*!80027 , @@SESSION.xa_detach_on_prepare = 1 */",
+             /*!80027 , @@SESSION.xa_detach_on_prepare = 1 */ \
+             /*!80030 , @@SESSION.sql_generate_invisible_primary_key = 0 */",
         );
         if conflict == ConflictMode::Idempotent {
             init.push_str(", @@SESSION.rbr_exec_mode = 'IDEMPOTENT'");
