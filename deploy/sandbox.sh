@@ -8,6 +8,7 @@
 #
 # Usage: deploy/sandbox.sh VERB [ARGS]
 #   install                         debootstrap the chroot (no-op when done)
+#   install-testsuite               add mysql-testsuite (mysqltest and MySQL's own tests) to the chroot (no-op when there)
 #   start N [--gtid-mode=OFF|ON] [--tls] [-- mysqld options...]
 #   stop N | kill N | restart N | wipe N | wipe-now N (SIGKILL, then delete)
 #   sql N "SQL"                     run SQL as root over the socket (batch output)
@@ -99,6 +100,28 @@ make_template() {
     mkdir -p "$ROOT$t"
     in_root /usr/sbin/mysqld --no-defaults --initialize-insecure --user=root \
         --datadir=$t/data --log-error=$t/init.log || die "mysqld --initialize failed; see $ROOT$t/init.log"
+}
+
+# MySQL's regression tests and mysqltest, for deploy/fidelity.sh. A step of its
+# own (not part of install) so that chroots installed before it get the package
+# too: it checks the package, not the .gtid-relay-ready marker.
+cmd_install_testsuite() {
+    cmd_install
+    exec 9>"$CACHE/install.lock"
+    flock 9
+    if in_root dpkg-query -W -f='${Status}' mysql-testsuite 2>/dev/null | grep -q 'install ok installed'; then
+        return 0
+    fi
+    [[ $(id -u) == 0 ]] || die "install-testsuite needs root (chroot)"
+    log "installing mysql-testsuite in the chroot (once)"
+    cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    in_root env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false update -qq \
+        >>"$CACHE/testsuite.log" 2>&1 || die "apt-get update in the chroot failed; see $CACHE/testsuite.log"
+    in_root env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false install -y -qq \
+        --no-install-recommends mysql-testsuite \
+        >>"$CACHE/testsuite.log" 2>&1 || die "mysql-testsuite install in the chroot failed; see $CACHE/testsuite.log"
+    in_root apt-get clean
+    log "installed: $(in_root dpkg-query -W -f='${Package} ${Version}' mysql-testsuite)"
 }
 
 require_installed() {
@@ -304,10 +327,11 @@ cmd_status() {
 }
 
 verb=${1:-}
-[[ -n $verb ]] || die "usage: sandbox.sh install|start|stop|kill|restart|wipe|sql|url|port|pid|datadir|status"
+[[ -n $verb ]] || die "usage: sandbox.sh install|install-testsuite|start|stop|kill|restart|wipe|sql|url|port|pid|datadir|status"
 shift
 case $verb in
     install) cmd_install ;;
+    install-testsuite) cmd_install_testsuite ;;
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
     kill) cmd_kill "$@" ;;
