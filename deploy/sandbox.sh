@@ -103,25 +103,36 @@ make_template() {
 }
 
 # MySQL's regression tests and mysqltest, for deploy/fidelity.sh. A step of its
-# own (not part of install) so that chroots installed before it get the package
-# too: it checks the package, not the .gtid-relay-ready marker.
+# own (not part of install) so that chroots installed before it get them too.
+# The package is unpacked, not installed: it depends on mysql-server, which
+# conflicts with the MariaDB client library that percona-toolkit and sysbench
+# need, so apt would remove those. Its libraries and tools are installed.
+TESTSUITE_MARK=/usr/lib/mysql-test/.gtid-relay-unpacked
 cmd_install_testsuite() {
     cmd_install
     exec 9>"$CACHE/install.lock"
     flock 9
-    if in_root dpkg-query -W -f='${Status}' mysql-testsuite 2>/dev/null | grep -q 'install ok installed'; then
-        return 0
-    fi
+    [[ -f $ROOT$TESTSUITE_MARK ]] && return 0
     [[ $(id -u) == 0 ]] || die "install-testsuite needs root (chroot)"
-    log "installing mysql-testsuite in the chroot (once)"
+    log "unpacking mysql-testsuite in the chroot (once)"
     cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-    in_root env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false update -qq \
-        >>"$CACHE/testsuite.log" 2>&1 || die "apt-get update in the chroot failed; see $CACHE/testsuite.log"
-    in_root env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false install -y -qq \
-        --no-install-recommends mysql-testsuite \
-        >>"$CACHE/testsuite.log" 2>&1 || die "mysql-testsuite install in the chroot failed; see $CACHE/testsuite.log"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false)
+    in_root "${apt[@]}" update -qq >>"$CACHE/testsuite.log" 2>&1 ||
+        die "apt-get update in the chroot failed; see $CACHE/testsuite.log"
+    in_root "${apt[@]}" install -y -qq --no-install-recommends mysql-client libjson-perl lz4 unzip \
+        libgoogle-perftools4t64 libprotobuf32t64 >>"$CACHE/testsuite.log" 2>&1 ||
+        die "installing mysql-testsuite's dependencies in the chroot failed; see $CACHE/testsuite.log"
+    rm -rf "$ROOT/var/cache/gtid-relay"
+    mkdir -p "$ROOT/var/cache/gtid-relay"
+    in_root sh -c 'cd /var/cache/gtid-relay && apt-get -o Acquire::Check-Valid-Until=false download mysql-testsuite' \
+        >>"$CACHE/testsuite.log" 2>&1 || die "downloading mysql-testsuite failed; see $CACHE/testsuite.log"
+    in_root sh -c 'dpkg -x /var/cache/gtid-relay/mysql-testsuite_*.deb /' ||
+        die "unpacking mysql-testsuite failed"
+    rm -rf "$ROOT/var/cache/gtid-relay"
     in_root apt-get clean
-    log "installed: $(in_root dpkg-query -W -f='${Package} ${Version}' mysql-testsuite)"
+    [[ -x $ROOT/usr/lib/mysql-test/bin/mysqltest ]] || die "mysql-testsuite has no /usr/lib/mysql-test/bin/mysqltest"
+    touch "$ROOT$TESTSUITE_MARK"
+    log "unpacked mysql-testsuite: $(in_root /usr/lib/mysql-test/bin/mysqltest --version 2>&1 | head -n1)"
 }
 
 require_installed() {
@@ -234,7 +245,7 @@ GRANT REPLICATION SLAVE, REPLICATION CLIENT,
       CREATE TEMPORARY TABLES, LOCK TABLES, CREATE USER, RELOAD, PROCESS
   ON *.* TO '$RELAY_USER'@'127.0.0.1', '$RELAY_USER'@'localhost' WITH GRANT OPTION;
 GRANT REPLICATION_APPLIER, SESSION_VARIABLES_ADMIN, TRANSACTION_GTID_TAG, SET_ANY_DEFINER,
-      SYSTEM_USER
+      ALLOW_NONEXISTENT_DEFINER, SYSTEM_USER
   ON *.* TO '$RELAY_USER'@'127.0.0.1', '$RELAY_USER'@'localhost';
 SQL
 }

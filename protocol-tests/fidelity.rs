@@ -4,20 +4,13 @@
 
 use std::process::{Command, Stdio};
 
-use crate::support::{free_port_base, repo_root, sandbox_script};
+use crate::support::{free_port_base, repo_root, spawn_reaper};
 
 #[test]
 fn short_list_matches_native_replication() {
     let ns = format!("t{}-fidelity", std::process::id());
     // When this process dies, the sandbox removes whatever the script left behind.
-    #[allow(clippy::zombie_processes)]
-    Command::new(sandbox_script())
-        .args(["reap", &std::process::id().to_string(), &ns])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sandbox reaper");
+    spawn_reaper(&ns);
     let out = Command::new(repo_root().join("deploy/fidelity.sh"))
         .args(["--both", "--list"])
         .arg(repo_root().join("deploy/fidelity/short.list"))

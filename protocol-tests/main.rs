@@ -6,6 +6,7 @@ mod admin;
 mod conflicts;
 mod coverage;
 mod deploy;
+mod fidelity;
 mod gtid_mode;
 mod gtid_sets;
 mod metrics;

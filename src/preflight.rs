@@ -496,9 +496,10 @@ fn master_checks(out: &mut Vec<Finding>, m: &Master, f: &Facts, is_source: bool,
             n,
             "target_definer_privilege",
             &f.grants,
-            &["SET_ANY_DEFINER"],
+            &["SET_ANY_DEFINER", "ALLOW_NONEXISTENT_DEFINER"],
             Status::Warn,
-            "applying views, routines, triggers and events whose DEFINER is another account",
+            "applying views, routines, triggers and events whose DEFINER is another account, \
+             or one that does not exist on the target",
             grantee,
         );
         // A replica's applier may create stored functions with binary logging

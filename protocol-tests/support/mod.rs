@@ -45,7 +45,7 @@ fn ensure_installed() {
 /// Spawn the per-namespace reaper: it outlives this process and cleans up after
 /// it, so it is deliberately never waited for.
 #[allow(clippy::zombie_processes)]
-fn spawn_reaper(ns: &str) {
+pub fn spawn_reaper(ns: &str) {
     Command::new(sandbox_script())
         .args(["reap", &std::process::id().to_string(), ns])
         .stdin(Stdio::null())
