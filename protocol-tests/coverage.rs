@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use crate::support::relay::{
-    CONVERGE, InProcess, check_channels, checksums, config_text, same, settle,
+    CONVERGE, InProcess, assert_no_error, check_channels, checksums, config_text, same, settle,
 };
 use crate::support::{Sandbox, wait_for};
 
@@ -57,17 +57,6 @@ fn binlog_events(sb: &Sandbox, i: u8) -> String {
     let file = sb.value(i, "SHOW BINARY LOG STATUS");
     let file = file.split('\t').next().unwrap_or_default().to_string();
     sb.sql(i, &format!("SHOW BINLOG EVENTS IN '{file}'"))
-}
-
-fn assert_no_error(relay: &InProcess) {
-    for c in relay.status() {
-        assert!(
-            c.last_sql_error.is_none(),
-            "{}: {:?}",
-            c.name,
-            c.last_sql_error
-        );
-    }
 }
 
 const TYPES_DDL: &str = "SET NAMES utf8mb4;

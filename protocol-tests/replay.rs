@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
-use crate::support::relay::{InProcess, check_channels, checksums, config_text, same, settle};
+use crate::support::relay::{
+    InProcess, assert_no_error, check_channels, checksums, config_text, same, settle,
+    wait_converged,
+};
 use crate::support::{Sandbox, wait_for, workload};
 
 fn relay(sb: &Sandbox) -> InProcess {
@@ -50,22 +53,8 @@ fn binlog_rotation_under_load_and_a_source_restart_keep_channels_running() {
     sb.stop(1);
     sb.restart(1);
     let more = workload::run(&sb, &[1, 2], 2, Duration::from_secs(2));
-    wait_for(
-        "masters to converge after m1's restart",
-        Duration::from_secs(60),
-        || {
-            let (a, b) = (sb.gtid_executed(1), sb.gtid_executed(2));
-            (a == b).then_some(())
-        },
-    );
-    for c in relay.status() {
-        assert!(
-            c.last_sql_error.is_none(),
-            "{}: {:?}",
-            c.name,
-            c.last_sql_error
-        );
-    }
+    wait_converged(&sb, &[1, 2], Duration::from_secs(60));
+    assert_no_error(&relay);
     assert_eq!(
         checksums(&sb, 1, workload::SCHEMA),
         checksums(&sb, 2, workload::SCHEMA)

@@ -259,6 +259,18 @@ pub fn check_channels(relay: &InProcess) {
     }
 }
 
+/// No channel stopped on an apply error.
+pub fn assert_no_error(relay: &InProcess) {
+    for c in relay.status() {
+        assert!(
+            c.last_sql_error.is_none(),
+            "{}: {:?}",
+            c.name,
+            c.last_sql_error
+        );
+    }
+}
+
 /// Wait until masters 1 and 2 hold the same GTIDs; fail at once on an error.
 pub fn settle(sb: &Sandbox, relay: &InProcess) -> String {
     wait_for("masters to converge", CONVERGE, || {
