@@ -306,8 +306,11 @@ channel_failure() {
         return
     fi
     local row errno msg
-    # The first stopped thread with an error; else the first stopped one.
+    # The first stopped thread with an error; else the first stopped one. A
+    # client error (2000-2999: a server restarting, a link lost) is retried
+    # by both appliers: not a stop.
     row=$(all_channels "$kind" | awk -F'\t' '
+        ($4 >= 2000 && $4 < 3000) || ($6 >= 2000 && $6 < 3000) { next }
         $3 == "No" && $4 != "0" && $4 != "" { print $4 "\t" $5; found = 1; exit }
         $2 == "No" && $6 != "0" && $6 != "" { print $6 "\t" $7; found = 1; exit }
         ($2 == "No" || $3 == "No") && !any { any = $4 + $6 "\t" $5 $7 }
