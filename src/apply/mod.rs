@@ -703,7 +703,7 @@ impl Applier {
         let what = format!("query: {}", truncate(&text, 200));
         let sql = replica_side::rewrite(&stmt.sql).unwrap_or_else(|| stmt.sql.clone());
         self.exec_bytes(sql, what).await?;
-        if database_verb(&stmt.sql) == Some("DROP")
+        if database_verb(&stmt.sql) == Some(DatabaseVerb::Drop)
             && self.session.schema() == Some(stmt.schema.as_str())
         {
             // Dropping the session's default database leaves it without one.
@@ -877,12 +877,18 @@ fn xa_prepare_statement(xid: &Xid, one_phase: bool) -> String {
     }
 }
 
-/// `CREATE|DROP DATABASE|SCHEMA ...`: the verb, CREATE or DROP.
-fn database_verb(sql: &[u8]) -> Option<&'static str> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DatabaseVerb {
+    Create,
+    Drop,
+}
+
+/// `CREATE|DROP DATABASE|SCHEMA ...`: which of the two.
+fn database_verb(sql: &[u8]) -> Option<DatabaseVerb> {
     match sql_text::leading_words(sql, 2).as_slice() {
         [verb, noun] if noun == "DATABASE" || noun == "SCHEMA" => match verb.as_str() {
-            "CREATE" => Some("CREATE"),
-            "DROP" => Some("DROP"),
+            "CREATE" => Some(DatabaseVerb::Create),
+            "DROP" => Some(DatabaseVerb::Drop),
             _ => None,
         },
         _ => None,
@@ -898,7 +904,7 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{ApplyError, database_verb};
+    use super::{ApplyError, DatabaseVerb, database_verb};
 
     fn failed(errno: u32, transient: bool) -> ApplyError {
         ApplyError::Transaction {
@@ -925,10 +931,13 @@ mod tests {
 
     #[test]
     fn database_statements_are_recognised() {
-        assert_eq!(database_verb(b"CREATE DATABASE s1"), Some("CREATE"));
+        assert_eq!(
+            database_verb(b"CREATE DATABASE s1"),
+            Some(DatabaseVerb::Create)
+        );
         assert_eq!(
             database_verb(b"  /* x */ drop schema if exists `s1`"),
-            Some("DROP")
+            Some(DatabaseVerb::Drop)
         );
         assert_eq!(database_verb(b"CREATE TABLE t (id int)"), None);
         assert_eq!(database_verb(b"DROP TABLE `database`"), None);

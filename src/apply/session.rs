@@ -259,4 +259,48 @@ mod tests {
             "{third}"
         );
     }
+
+    #[test]
+    fn context_events_become_typed_assignments() {
+        let vars = [
+            ContextVar::InsertId(5),
+            ContextVar::LastInsertId(7),
+            ContextVar::RandSeeds(1, 2),
+            ContextVar::UserVar {
+                name: "a`b".into(),
+                value: UserValue::Str {
+                    bytes: b"caf\xe9".to_vec(),
+                    collation: 8,
+                },
+            },
+            ContextVar::UserVar {
+                name: "r".into(),
+                value: UserValue::Real(2.5f64.to_bits()),
+            },
+            ContextVar::UserVar {
+                name: "n".into(),
+                value: UserValue::Null,
+            },
+            ContextVar::UserVar {
+                name: "b".into(),
+                value: UserValue::Str {
+                    bytes: vec![0, 255],
+                    collation: 63,
+                },
+            },
+        ];
+        let text: Vec<String> = vars.iter().map(assignment).collect();
+        assert_eq!(
+            text,
+            [
+                "@@SESSION.insert_id = 5",
+                "@@SESSION.last_insert_id = 7",
+                "@@SESSION.rand_seed1 = 1, @@SESSION.rand_seed2 = 2",
+                "@`a``b` := _latin1 X'636166E9' COLLATE `latin1_swedish_ci`",
+                "@`r` := 2.5e0",
+                "@`n` := NULL",
+                "@`b` := _binary X'00FF'",
+            ]
+        );
+    }
 }
