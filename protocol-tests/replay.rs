@@ -12,6 +12,8 @@ use crate::support::relay::{
     InProcess, assert_no_error, check_channels, checksums, config_text, same, settle,
     wait_converged,
 };
+use gtid_relay::status::IoRunning;
+
 use crate::support::{Sandbox, wait_for, workload};
 
 fn relay(sb: &Sandbox) -> InProcess {
@@ -226,5 +228,29 @@ fn statements_replay_as_a_native_applier_runs_them() {
         "1\t1\n2\t2\n4\t4\n"
     );
     assert_eq!(sb.sql(2, "XA RECOVER"), "");
+    relay.stop();
+}
+
+#[test]
+fn a_source_that_resets_its_gtids_stops_its_channel_instead_of_stalling() {
+    let sb = Sandbox::start(2, &[]);
+    let relay = relay(&sb);
+    sb.sql(
+        1,
+        "CREATE DATABASE r; CREATE TABLE r.t (id INT PRIMARY KEY); INSERT INTO r.t VALUES (1), (2)",
+    );
+    settle(&sb, &relay);
+    // m1 starts its GTIDs over: its next transactions reuse numbers m2 holds,
+    // and its dump thread waits at a position the new binlog has not reached.
+    sb.sql(1, "RESET BINARY LOGS AND GTIDS; INSERT INTO r.t VALUES (3)");
+    let error = wait_for("m1->m2 to stop", Duration::from_secs(20), || {
+        relay.channel("m1->m2").last_io_error
+    });
+    let status = relay.channel("m1->m2");
+    assert_eq!(status.io_running, IoRunning::No, "{error:?}");
+    assert_eq!(error.errno, 13114, "{}", error.message);
+    assert!(error.message.contains("diverged"), "{}", error.message);
+    // The other direction is not affected.
+    assert!(relay.channel("m2->m1").last_io_error.is_none());
     relay.stop();
 }

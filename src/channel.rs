@@ -276,6 +276,9 @@ impl Channel {
             drop(tx);
             None
         };
+        let mut watcher: Option<JoinHandle<Result<(), SourceError>>> = desired
+            .io
+            .then(|| tokio::spawn(self.clone().watch_source()));
         // With the applier stopped the queue stays open and fills up, so the
         // reader blocks on it: backpressure instead of unbounded buffering.
         let mut parked_rx = None;
@@ -297,6 +300,11 @@ impl Channel {
             if reader.is_none() && applier_task.is_none() {
                 break;
             }
+            if reader.is_none()
+                && let Some(w) = watcher.take()
+            {
+                w.abort();
+            }
             let deadline = stopping.map(|t| t + STOP_GRACE);
             tokio::select! {
                 r = join(&mut reader) => {
@@ -306,6 +314,18 @@ impl Channel {
                     }
                     if parked_rx.is_some() {
                         break;
+                    }
+                }
+                w = join(&mut watcher), if stopping.is_none() => {
+                    watcher = None;
+                    if let Err(e) = w {
+                        end = end.worse(self.read_failed(e));
+                        if let Some(r) = reader.take() {
+                            r.abort();
+                            let _ = r.await;
+                        }
+                        let _ = stop_tx.send(true);
+                        stopping = Some(tokio::time::Instant::now());
                     }
                 }
                 a = join(&mut applier_task) => {
@@ -340,6 +360,9 @@ impl Channel {
         }
         drop(parked_rx);
         refresher.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
         {
             let mut st = self.state();
             st.applying.clear();
@@ -531,6 +554,42 @@ impl Channel {
             if let Some(set) = executed.and_then(|text| GtidSet::parse(&text).ok()) {
                 self.executed().union_with(&set);
             }
+        }
+    }
+
+    /// The source's own history must not shrink under a running channel:
+    /// after RESET BINARY LOGS AND GTIDS (or a restore from an older backup)
+    /// a source numbers new transactions with GTIDs the target already holds,
+    /// which would be skipped in silence, and its dump thread may wait for
+    /// ever at a position its new binlog never reaches. So the check a
+    /// connect makes (`source::can_serve`) is made again once a second. Ends
+    /// quietly when the source cannot be asked: the reader reports that.
+    async fn watch_source(self: Arc<Self>) -> Result<(), SourceError> {
+        let Ok(mut conn) = conn::connect(&self.source, self.source_settings.connect_timeout).await
+        else {
+            return Ok(());
+        };
+        loop {
+            tokio::time::sleep(TARGET_REFRESH).await;
+            // The target's GTIDs first: each of the source's was executed there before.
+            let held = self.executed().clone();
+            let Ok(Some((uuid, executed))) = conn
+                .query_first::<(String, String), _>("SELECT @@server_uuid, @@GLOBAL.gtid_executed")
+                .await
+            else {
+                return Ok(());
+            };
+            let (Ok(uuid), Ok(executed)) = (uuid.parse::<Uuid>(), GtidSet::parse(&executed)) else {
+                continue;
+            };
+            source::can_serve(
+                &self.source.name,
+                &self.target.name,
+                &uuid,
+                &executed,
+                &GtidSet::new(),
+                &held,
+            )?;
         }
     }
 

@@ -48,8 +48,10 @@ pub enum SourceError {
     )]
     GtidModeOff { master: String, mode: String },
     #[error(
-        "target {target} holds GTIDs of source {master} ({uuid}) that the source never executed: {extra}. \
-         The masters have diverged; the channel will not start. Reseed {target} from {master} \
+        "Got fatal error 1236 from source when reading data from binary log: target {target} holds \
+         GTIDs of source {master} ({uuid}) that the source never executed: {extra}. The masters \
+         have diverged (RESET BINARY LOGS AND GTIDS on {master}, or {master} restored from an \
+         older backup); the channel stops. Reseed {target} from {master} \
          (e.g. mysqldump --set-gtid-purged=ON) or remove those transactions"
     )]
     Diverged {
@@ -109,10 +111,9 @@ impl SourceError {
             SourceError::Connect(e) => e.errno(),
             SourceError::Query { errno, .. } => *errno,
             SourceError::GtidModeOff { .. } => 13117, // ER_REPLICA_FATAL_ERROR-style: fatal setup error
-            SourceError::Diverged { .. } => 1236,
-            SourceError::Purged { .. } | SourceError::Stream { .. } => {
-                ER_SOURCE_FATAL_ERROR_READING_BINLOG
-            }
+            SourceError::Diverged { .. }
+            | SourceError::Purged { .. }
+            | SourceError::Stream { .. } => ER_SOURCE_FATAL_ERROR_READING_BINLOG,
             SourceError::Lost { .. } | SourceError::Stalled { .. } => conn::CR_SERVER_LOST,
             SourceError::Checksum { .. } => 13122, // ER_NETWORK_READ_EVENT_CHECKSUM_FAILURE
         }
