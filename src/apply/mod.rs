@@ -232,9 +232,15 @@ impl Applier {
         c.query_drop(format!("SET {init}"))
             .await
             .map_err(|e| setup_err("preparing the apply session", e))?;
-        let (uuid, executed_text, max_allowed_packet): (String, String, usize) = c
+        let (uuid, executed_text, max_allowed_packet, no_dir_in_create): (
+            String,
+            String,
+            usize,
+            bool,
+        ) = c
             .query_first(
-                "SELECT @@server_uuid, @@GLOBAL.gtid_executed, @@SESSION.max_allowed_packet",
+                "SELECT @@server_uuid, @@GLOBAL.gtid_executed, @@SESSION.max_allowed_packet, \
+                 FIND_IN_SET('NO_DIR_IN_CREATE', @@SESSION.sql_mode) > 0",
             )
             .await
             .map_err(|e| setup_err("reading the target's gtid_executed", e))?
@@ -278,7 +284,7 @@ impl Applier {
                 executed,
                 claim: None,
                 skip: None,
-                session: SessionState::default(),
+                session: SessionState::new(no_dir_in_create),
                 resolver,
                 strict_statement: false,
             },
@@ -601,7 +607,7 @@ impl Applier {
         if let Err(e) = self.conn.change_user(ChangeUserOpts::default()).await {
             return Err(self.error(&e, "clearing the default database (COM_CHANGE_USER)".into()));
         }
-        self.session = SessionState::default();
+        self.session = self.session.fresh();
         self.deferred.set(&self.init);
         if let Some(fde) = self.fde.clone() {
             self.load_format_description(&fde).await?;

@@ -17,6 +17,9 @@ const OPTION_AUTO_IS_NULL: u32 = 1 << 14;
 const OPTION_NO_FOREIGN_KEY_CHECKS: u32 = 1 << 26;
 const OPTION_RELAXED_UNIQUE_CHECKS: u32 = 1 << 27;
 
+/// MODE_NO_DIR_IN_CREATE in sql_mode (sql/system_variables.h).
+const MODE_NO_DIR_IN_CREATE: u64 = 1 << 7;
+
 /// utf8mb4_0900_ai_ci: what the relay's own statements are written in.
 const UTF8MB4: u16 = 255;
 
@@ -31,9 +34,26 @@ pub struct SessionState {
     applied: SessionSettings,
     /// The session's default database; a session starts without one.
     schema: Option<String>,
+    /// The target's own NO_DIR_IN_CREATE, which the native applier keeps in
+    /// place of the source's (Query_log_event::do_apply_event): a replica
+    /// decides for itself whether DATA/INDEX DIRECTORY clauses apply.
+    no_dir_in_create: bool,
 }
 
 impl SessionState {
+    /// A fresh session on a target whose sql_mode has NO_DIR_IN_CREATE or not.
+    pub fn new(no_dir_in_create: bool) -> SessionState {
+        SessionState {
+            no_dir_in_create,
+            ..SessionState::default()
+        }
+    }
+
+    /// The same target, a fresh session.
+    pub fn fresh(&self) -> SessionState {
+        SessionState::new(self.no_dir_in_create)
+    }
+
     pub fn schema(&self) -> Option<&str> {
         self.schema.as_deref()
     }
@@ -79,8 +99,14 @@ impl SessionState {
             })
         };
         changed(flags(s.flags2), flags(self.applied.flags2));
+        let own_dir = if self.no_dir_in_create {
+            MODE_NO_DIR_IN_CREATE
+        } else {
+            0
+        };
+        let mode = s.sql_mode.map(|m| m & !MODE_NO_DIR_IN_CREATE | own_dir);
         let sql_mode = |m: Option<u64>| m.map(|m| format!("@@SESSION.sql_mode = {m}"));
-        changed(sql_mode(s.sql_mode), sql_mode(self.applied.sql_mode));
+        changed(sql_mode(mode), sql_mode(self.applied.sql_mode));
         let auto_inc = |a: Option<(u16, u16)>| {
             a.map(|(i, o)| format!("@@SESSION.auto_increment_increment = {i}, @@SESSION.auto_increment_offset = {o}"))
         };
@@ -146,7 +172,13 @@ impl SessionState {
         vars.push(timestamp);
         vars.push(format!("@@SESSION.pseudo_thread_id = {}", stmt.thread_id));
         vars.extend(stmt.context.iter().map(assignment));
-        self.applied = merge(&self.applied, s);
+        self.applied = merge(
+            &self.applied,
+            &SessionSettings {
+                sql_mode: mode,
+                ..s.clone()
+            },
+        );
         vars.join(", ")
     }
 }
@@ -302,5 +334,22 @@ mod tests {
                 "@`b` := _binary X'00FF'",
             ]
         );
+    }
+
+    #[test]
+    fn the_target_keeps_its_own_no_dir_in_create() {
+        let with_dir = |mode| SessionSettings {
+            sql_mode: Some(mode),
+            ..Default::default()
+        };
+        let mut state = SessionState::new(false);
+        let sent = state.prepare(&stmt(with_dir(MODE_NO_DIR_IN_CREATE | 1)));
+        assert!(sent.starts_with("@@SESSION.sql_mode = 1,"), "{sent}");
+        let mut state = SessionState::new(true);
+        let sent = state.prepare(&stmt(with_dir(1)));
+        assert!(sent.starts_with("@@SESSION.sql_mode = 129,"), "{sent}");
+        // Unchanged once applied.
+        let again = state.prepare(&stmt(with_dir(1)));
+        assert!(!again.contains("sql_mode"), "{again}");
     }
 }
