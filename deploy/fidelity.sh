@@ -151,6 +151,7 @@ make_template() {
         # tests' GRANTs (of SUPER and the rest) and DEFINERs of accounts that
         # do not exist, so here its account holds them all as well.
         echo "GRANT ALL PRIVILEGES ON *.* TO 'relay'@'127.0.0.1', 'relay'@'localhost' WITH GRANT OPTION;"
+        echo "GRANT PROXY ON ''@'' TO 'relay'@'127.0.0.1', 'relay'@'localhost' WITH GRANT OPTION;"
         echo "FLUSH PRIVILEGES;"
     } >"$WORK/bootstrap.sql"
     q 1 <"$WORK/bootstrap.sql" >"$WORK/bootstrap.log" 2>&1 || die "bootstrap failed; see $WORK/bootstrap.log"
