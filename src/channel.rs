@@ -320,10 +320,7 @@ impl Channel {
                     watcher = None;
                     if let Err(e) = w {
                         end = end.worse(self.read_failed(e));
-                        if let Some(r) = reader.take() {
-                            r.abort();
-                            let _ = r.await;
-                        }
+                        abort(&mut reader).await;
                         let _ = stop_tx.send(true);
                         stopping = Some(tokio::time::Instant::now());
                     }
@@ -334,10 +331,7 @@ impl Channel {
                         end = end.worse(self.apply_failed(e));
                     }
                     // Nothing consumes the queue any more: the reader must go.
-                    if let Some(r) = reader.take() {
-                        r.abort();
-                        let _ = r.await;
-                    }
+                    abort(&mut reader).await;
                 }
                 _ = desired_rx.changed(), if stopping.is_none() => {
                     let _ = stop_tx.send(true);
@@ -766,6 +760,14 @@ async fn join<E>(task: &mut Option<JoinHandle<Result<(), E>>>) -> Result<(), E> 
             }
         },
         None => std::future::pending().await,
+    }
+}
+
+/// Abort a task, if there is one, and wait until it is gone.
+async fn abort<T>(task: &mut Option<JoinHandle<T>>) {
+    if let Some(t) = task.take() {
+        t.abort();
+        let _ = t.await;
     }
 }
 
