@@ -317,6 +317,16 @@ pub fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
+/// Bytes as upper-case hex digits, for `X'…'` literals.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02X}");
+    }
+    s
+}
+
 /// Quote a string literal by doubling quotes only, which means the same with and
 /// without NO_BACKSLASH_ESCAPES. Used for values without backslashes (GTIDs, time
 /// zone names, UUIDs).

@@ -8,7 +8,7 @@
 
 use mysql_common::collations::{Collation, CollationId};
 
-use crate::conn::quote_ident;
+use crate::conn::{hex, quote_ident};
 use crate::source::assemble::{SessionSettings, Statement};
 use crate::source::context::{ContextVar, UserValue};
 
@@ -207,7 +207,7 @@ fn user_value(value: &UserValue) -> String {
         UserValue::Real(bits) => format!("{:e}", f64::from_bits(*bits)),
         UserValue::Decimal(text) => text.clone(),
         UserValue::Str { bytes, collation } => {
-            let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+            let hex = hex(bytes);
             let c = Collation::resolve(CollationId::from(*collation));
             if c.id() == CollationId::UNKNOWN_COLLATION_ID || c.charset() == "binary" {
                 format!("_binary X'{hex}'")

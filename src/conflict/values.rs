@@ -7,8 +7,6 @@
 //! set. Hex literals count as numbers in numeric context, so numeric values are
 //! checked to be plain decimal text and written bare instead.
 
-use std::fmt::Write as _;
-
 use mysql_async::Value;
 use mysql_common::binlog::row::BinlogRow;
 use mysql_common::binlog::value::BinlogValue;
@@ -17,14 +15,7 @@ use serde_json::Value as Json;
 use super::ConflictError;
 use super::schema::{Column, ColumnKind, TableInfo};
 use crate::admin::clock::utc_text;
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02X}");
-    }
-    s
-}
+use crate::conn::hex;
 
 /// `X'…'`; an empty hex literal is written `''` (X'' is valid but reads badly).
 fn hex_literal(bytes: &[u8]) -> String {

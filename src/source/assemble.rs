@@ -9,6 +9,7 @@ use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::consts::StatusVarKey;
 use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, StatusVarVal};
 
+use crate::conn::hex;
 use crate::gtid::{Gtid, Tag, Uuid};
 use crate::source::context::ContextVar;
 use crate::source::event::{RawEvent, kind_of};
@@ -103,7 +104,6 @@ pub struct Xid {
 impl std::fmt::Display for Xid {
     /// `X'<gtrid>',X'<bqual>',<formatID>`, as the server logs it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         write!(
             f,
             "X'{}',X'{}',{}",
