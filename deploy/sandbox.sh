@@ -207,7 +207,8 @@ cmd_start() {
     fi
     # server_id 100+N keeps sandbox ids clear of the relay's derived ids.
     # log_bin_trust_function_creators: the relay applies CREATE FUNCTION from a
-    # client session, which needs it or SUPER (docs/operator-guide.md).
+    # client session, which needs it or SUPER; local_infile: it replays a
+    # LOAD DATA logged as a statement as LOAD DATA LOCAL (docs/operator-guide.md).
     in_root /usr/sbin/mysqld --no-defaults --user=root \
         --datadir="$inner/data" --port="$port" --bind-address=127.0.0.1 \
         --socket="$inner/mysqld.sock" --pid-file="$inner/mysqld.pid" \
@@ -216,6 +217,7 @@ cmd_start() {
         --sync-binlog=1 --innodb-flush-log-at-trx-commit=1 \
         --auto-increment-increment=$AUTO_INCREMENT_INCREMENT --auto-increment-offset="$n" \
         --report-host=127.0.0.1 --report-port="$port" --log-bin-trust-function-creators=ON \
+        --local-infile=ON \
         --innodb-buffer-pool-size=128M --performance-schema=OFF --skip-name-resolve \
         "${gtid_opts[@]}" "${tls_opts[@]}" "${extra[@]}" >/dev/null 2>&1 8>&- 9>&- &
     local deadline=$((SECONDS + 60))

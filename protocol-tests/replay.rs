@@ -12,7 +12,7 @@ use crate::support::relay::{
     InProcess, assert_no_error, check_channels, checksums, config_text, same, settle,
     wait_converged,
 };
-use gtid_relay::status::IoRunning;
+use gtid_relay::status::{IoRunning, Replicas, Threads};
 
 use crate::support::{Sandbox, wait_for, workload};
 
@@ -252,5 +252,82 @@ fn a_source_that_resets_its_gtids_stops_its_channel_instead_of_stalling() {
     assert!(error.message.contains("diverged"), "{}", error.message);
     // The other direction is not affected.
     assert!(relay.channel("m2->m1").last_io_error.is_none());
+    relay.stop();
+}
+
+/// A file of `rows` lines `id<TAB>text` on the masters' filesystem, for LOAD
+/// DATA INFILE; returns the path the servers see.
+fn load_file(sb: &Sandbox, name: &str, rows: std::ops::Range<u32>) -> String {
+    let inner = format!("/tmp/{}-{name}", sb.namespace());
+    let text: String = rows.map(|i| format!("{i}\trow {i:08}\n")).collect();
+    let outer = sb.chroot_dir().join(inner.trim_start_matches('/'));
+    std::fs::write(&outer, text).expect("write the LOAD DATA file");
+    inner
+}
+
+#[test]
+fn load_data_logged_as_a_statement_replays_from_the_spooled_file() {
+    let sb = Sandbox::start(2, &[]);
+    let relay = relay(&sb);
+    sb.sql(
+        1,
+        "CREATE DATABASE ld; CREATE TABLE ld.t (id INT PRIMARY KEY, v VARCHAR(40));
+         CREATE TABLE ld.m (id INT PRIMARY KEY, v VARCHAR(40)) ENGINE = MyISAM",
+    );
+    settle(&sb, &relay);
+    let small = load_file(&sb, "small.txt", 1..4);
+    // Large enough that the source logs it in several blocks (APPEND_BLOCK events).
+    let large = load_file(&sb, "large.txt", 10..40_000);
+    let stmt = |sql: &str| format!("SET SESSION binlog_format = STATEMENT; USE ld; {sql}");
+
+    // A target that refuses LOCAL files stops the channel with the setting
+    // to change, and holds nothing of the transaction.
+    sb.sql(2, "SET GLOBAL local_infile = OFF");
+    sb.sql(
+        1,
+        &stmt(&format!(
+            "LOAD DATA INFILE '{small}' INTO TABLE t (id, @v) SET v = CONCAT(@v, '!')"
+        )),
+    );
+    let error = wait_for("m1->m2 to stop", Duration::from_secs(20), || {
+        relay.channel("m1->m2").last_sql_error
+    });
+    assert_eq!(error.errno, 3948, "{}", error.message);
+    assert!(
+        error.message.contains("local_infile=ON"),
+        "{}",
+        error.message
+    );
+    assert_eq!(sb.value(2, "SELECT COUNT(*) FROM ld.t"), "0");
+    sb.sql(2, "SET GLOBAL local_infile = ON");
+    relay
+        .relay
+        .start(Some("m1->m2"), Threads::Both)
+        .expect("start the channel again");
+    wait_for("m1->m2 to restart", Duration::from_secs(20), || {
+        let c = relay.channel("m1->m2");
+        (c.sql_running && c.last_sql_error.is_none()).then_some(())
+    });
+    settle(&sb, &relay);
+
+    // REPLACE and IGNORE over existing rows, a file of many blocks, a
+    // non-transactional table, and a LOAD inside a larger transaction.
+    sb.sql(1, "UPDATE ld.t SET v = 'old'");
+    sb.sql(
+        1,
+        &stmt(&format!(
+            "LOAD DATA INFILE '{small}' REPLACE INTO TABLE t;
+             LOAD DATA INFILE '{large}' IGNORE INTO TABLE t;
+             LOAD DATA INFILE '{large}' IGNORE INTO TABLE t LINES STARTING BY '' (id, v);
+             LOAD DATA INFILE '{small}' INTO TABLE m;
+             BEGIN; INSERT INTO t VALUES (100000, 'before');
+             LOAD DATA INFILE '{small}' INTO TABLE t (@id, v) SET id = @id + 200000;
+             COMMIT"
+        )),
+    );
+    settle(&sb, &relay);
+    assert_eq!(same(&sb, "SELECT COUNT(*) FROM ld.t"), "39997\n");
+    same(&sb, "CHECKSUM TABLE ld.t, ld.m");
+    assert_no_error(&relay);
     relay.stop();
 }

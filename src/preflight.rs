@@ -122,6 +122,7 @@ const VARIABLES: &[&str] = &[
     "gtid_executed",
     "gtid_purged",
     "log_bin_trust_function_creators",
+    "local_infile",
 ];
 
 async fn gather(master: &Master, timeout: Duration) -> Result<Facts, GatherError> {
@@ -515,6 +516,18 @@ fn master_checks(out: &mut Vec<Finding>, m: &Master, f: &Facts, is_source: bool,
                     "SET PERSIST log_bin_trust_function_creators = ON (or SET sql_log_bin = 0; \
                      GRANT SUPER ON *.* TO {grantee})"
                 ),
+            ));
+        }
+        // A LOAD DATA logged as a statement is replayed as LOAD DATA LOCAL.
+        if f.var("local_infile") == "OFF" {
+            out.push(warn(
+                n,
+                "target_local_infile",
+                "local_infile=OFF: a LOAD DATA that a source logged as a statement (a session \
+                 with binlog_format=STATEMENT) stops the channel (error 3948); in ROW format it \
+                 arrives as rows and needs nothing",
+                "SET PERSIST local_infile = ON, if applications run LOAD DATA with \
+                 binlog_format=STATEMENT",
             ));
         }
         privilege_check(

@@ -9,6 +9,7 @@
 mod binlog_statement;
 pub mod claims;
 mod deferred;
+mod infile;
 mod replica_side;
 pub mod scheduler;
 mod session;
@@ -708,7 +709,25 @@ impl Applier {
         let text = String::from_utf8_lossy(&stmt.sql).into_owned();
         let what = format!("query: {}", truncate(&text, 200));
         let sql = replica_side::rewrite(&stmt.sql).unwrap_or_else(|| stmt.sql.clone());
-        self.exec_bytes(sql, what).await?;
+        if let Some(data) = &stmt.infile {
+            self.conn.set_infile_handler(infile::handler(data.clone()));
+        }
+        match self.exec_bytes(sql, what).await {
+            Err(ApplyError::Transaction {
+                errno: infile::ER_CLIENT_LOCAL_FILES_DISABLED,
+                message,
+                what,
+                ..
+            }) if stmt.infile.is_some() => {
+                return Err(self.failed(
+                    infile::ER_CLIENT_LOCAL_FILES_DISABLED,
+                    format!("{message} ({})", infile::LOCAL_INFILE_HINT),
+                    what,
+                    false,
+                ));
+            }
+            result => result?,
+        }
         if database_verb(&stmt.sql) == Some(DatabaseVerb::Drop)
             && self.session.schema() == Some(stmt.schema.as_str())
         {

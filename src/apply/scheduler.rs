@@ -500,6 +500,7 @@ mod tests {
             timestamp: 1,
             micros: None,
             context: Vec::new(),
+            infile: None,
         };
         vec![
             Step::Begin(header),

@@ -258,6 +258,7 @@ mod tests {
             timestamp: 1_700_000_000,
             micros: Some(42),
             context: Vec::new(),
+            infile: None,
         }
     }
 

@@ -7,13 +7,16 @@
 
 use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::consts::StatusVarKey;
-use mysql_common::binlog::events::{Event, EventData, GtidEvent, QueryEvent, StatusVarVal};
+use mysql_common::binlog::events::{
+    Event, EventData, ExecuteLoadQueryEvent, GtidEvent, QueryEvent, StatusVarVal, StatusVars,
+};
 
 use crate::conn::hex;
 use crate::gtid::{Gtid, Tag, Uuid};
 use crate::source::context::ContextVar;
 use crate::source::event::{RawEvent, kind_of};
 use crate::source::event_bytes;
+use crate::source::load_data::{self, LoadData, Spool};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AssembleError {
@@ -24,14 +27,14 @@ pub enum AssembleError {
          (`gtid-relay gtid-mode enable`)"
     )]
     Anonymous,
-    #[error("the source sent a statement-based {kind} event; set binlog_format=ROW on the source")]
-    StatementBased { kind: String },
     #[error("{kind} event outside a transaction")]
     OutsideTransaction { kind: String },
     #[error("transaction {gtid} ended without COMMIT before the next GTID")]
     Unterminated { gtid: String },
     #[error("unsupported event {kind}: {why}")]
     Unsupported { kind: String, why: &'static str },
+    #[error("cannot spool the file of a statement-based LOAD DATA to the temporary directory: {0}")]
+    Spool(String),
 }
 
 /// What the GTID event says about its transaction.
@@ -91,6 +94,9 @@ pub struct Statement {
     /// User variables, insert ids and RAND seeds the statement reads, from
     /// the INTVAR, RAND and USER_VAR events logged in front of it.
     pub context: Vec<ContextVar>,
+    /// The file a `LOAD DATA LOCAL INFILE` statement reads (statement-based
+    /// LOAD DATA, see `load_data`).
+    pub infile: Option<LoadData>,
 }
 
 /// An XA transaction's identifier, as XA statements spell it.
@@ -160,11 +166,13 @@ enum State {
     #[default]
     Idle,
     /// After the GTID event; `began` once Query BEGIN (or XA START) was
-    /// seen; `context`: INTVAR, RAND and USER_VAR events for the next statement.
+    /// seen; `context`: INTVAR, RAND and USER_VAR events for the next
+    /// statement; `load`: the file of a LOAD DATA being received.
     InTxn {
         gtid: Gtid,
         began: bool,
         context: Vec<ContextVar>,
+        load: Option<Spool>,
     },
 }
 
@@ -209,12 +217,40 @@ pub(crate) fn header_of(event: &Event, g: &GtidEvent) -> Result<TxnHeader, Assem
     })
 }
 
-fn statement_of(event: &Event, q: &QueryEvent<'_>, context: Vec<ContextVar>) -> Statement {
+/// The text, default database and session of a Query (or EXECUTE_LOAD_QUERY) event.
+struct Logged<'a> {
+    sql: &'a [u8],
+    schema: String,
+    status_vars: &'a StatusVars<'a>,
+    thread_id: u32,
+}
+
+impl<'a> Logged<'a> {
+    fn query(q: &'a QueryEvent<'a>) -> Logged<'a> {
+        Logged {
+            sql: q.query_raw(),
+            schema: q.schema().into_owned(),
+            status_vars: q.status_vars(),
+            thread_id: q.thread_id(),
+        }
+    }
+
+    fn load(q: &'a ExecuteLoadQueryEvent<'a>) -> Logged<'a> {
+        Logged {
+            sql: q.query_raw(),
+            schema: q.schema().into_owned(),
+            status_vars: q.status_vars(),
+            thread_id: q.thread_id(),
+        }
+    }
+}
+
+fn statement_of(event: &Event, q: Logged<'_>, context: Vec<ContextVar>) -> Statement {
     let mut settings = SessionSettings::default();
     // mysql_common 0.37 reads Q_MICROSECONDS as 4 bytes; it is 3 (24-bit
     // little-endian), so its decoder always fails: read the raw bytes.
     let micros = q
-        .status_vars()
+        .status_vars
         .get_status_var(StatusVarKey::Microseconds)
         .and_then(|var| match var.get_value() {
             Ok(StatusVarVal::Microseconds(us)) => Some(us),
@@ -222,7 +258,7 @@ fn statement_of(event: &Event, q: &QueryEvent<'_>, context: Vec<ContextVar>) -> 
             Err(&[b0, b1, b2]) => Some(u32::from_le_bytes([b0, b1, b2, 0])),
             Err(_) => None,
         });
-    for var in q.status_vars().iter() {
+    for var in q.status_vars.iter() {
         let Ok(value) = var.get_value() else { continue };
         match value {
             StatusVarVal::Flags2(f) => settings.flags2 = Some(f.0),
@@ -250,13 +286,14 @@ fn statement_of(event: &Event, q: &QueryEvent<'_>, context: Vec<ContextVar>) -> 
         }
     }
     Statement {
-        sql: q.query_raw().to_vec(),
-        schema: q.schema().into_owned(),
+        sql: q.sql.to_vec(),
+        schema: q.schema,
         settings,
-        thread_id: q.thread_id(),
+        thread_id: q.thread_id,
         timestamp: event.header().timestamp(),
         micros,
         context,
+        infile: None,
     }
 }
 
@@ -370,6 +407,7 @@ impl Assembler {
                     gtid: header.gtid.clone(),
                     began: false,
                     context: Vec::new(),
+                    load: None,
                 };
                 Ok(Some(Step::Begin(header)))
             }
@@ -384,10 +422,10 @@ impl Assembler {
                 let step = if !*began {
                     if sql.eq_ignore_ascii_case(b"BEGIN") || starts_xa(sql) {
                         *began = true;
-                        Step::Query(statement_of(event, &q, context))
+                        Step::Query(statement_of(event, Logged::query(&q), context))
                     } else {
                         self.state = State::Idle;
-                        Step::Ddl(statement_of(event, &q, context))
+                        Step::Ddl(statement_of(event, Logged::query(&q), context))
                     }
                 } else if sql.eq_ignore_ascii_case(b"COMMIT") {
                     self.state = State::Idle;
@@ -396,7 +434,7 @@ impl Assembler {
                     self.state = State::Idle;
                     Step::Rollback
                 } else {
-                    Step::Query(statement_of(event, &q, context))
+                    Step::Query(statement_of(event, Logged::query(&q), context))
                 };
                 Ok(Some(step))
             }
@@ -416,9 +454,10 @@ impl Assembler {
                 }
                 State::Idle => Err(AssembleError::OutsideTransaction { kind: kind(event) }),
             },
-            BEGIN_LOAD_QUERY_EVENT | EXECUTE_LOAD_QUERY_EVENT => {
-                Err(AssembleError::StatementBased { kind: kind(event) })
+            BEGIN_LOAD_QUERY_EVENT | APPEND_BLOCK_EVENT | DELETE_FILE_EVENT => {
+                self.load_block(event_type, event).map(|()| None)
             }
+            EXECUTE_LOAD_QUERY_EVENT => self.execute_load(event).map(Some),
             INCIDENT_EVENT => Err(AssembleError::Unsupported {
                 kind: kind(event),
                 why: "the source recorded an incident (lost events); resynchronise the target",
@@ -436,6 +475,76 @@ impl Assembler {
                 why: "not produced by a MySQL 8.0+ source in ROW format",
             }),
         }
+    }
+
+    /// A block of a LOAD DATA file: the first (which opens the spool), a
+    /// further one, or the notice that the statement failed (its file is dropped).
+    fn load_block(&mut self, event_type: EventType, event: &Event) -> Result<(), AssembleError> {
+        let State::InTxn {
+            began: true, load, ..
+        } = &mut self.state
+        else {
+            return Err(AssembleError::OutsideTransaction { kind: kind(event) });
+        };
+        let (file_id, block) = load_data::split_block(event.data())
+            .ok_or_else(|| decode_err(kind(event), "no file id"))?;
+        let spool_err = |e: std::io::Error| AssembleError::Spool(e.to_string());
+        if event_type == EventType::BEGIN_LOAD_QUERY_EVENT {
+            let mut spool = Spool::create(file_id).map_err(spool_err)?;
+            spool.append(block).map_err(spool_err)?;
+            *load = Some(spool);
+            return Ok(());
+        }
+        match load {
+            Some(spool) if spool.file_id() == file_id => {
+                if event_type == EventType::DELETE_FILE_EVENT {
+                    *load = None;
+                } else {
+                    spool.append(block).map_err(spool_err)?;
+                }
+                Ok(())
+            }
+            _ => Err(decode_err(
+                kind(event),
+                format!("file {file_id} was not begun by a BEGIN_LOAD_QUERY event"),
+            )),
+        }
+    }
+
+    /// EXECUTE_LOAD_QUERY: the LOAD DATA statement over the spooled file,
+    /// rewritten to read it from the relay.
+    fn execute_load(&mut self, event: &Event) -> Result<Step, AssembleError> {
+        let q: ExecuteLoadQueryEvent<'_> =
+            event.read_event().map_err(|e| decode_err(kind(event), e))?;
+        let State::InTxn {
+            began: true,
+            load,
+            context,
+            ..
+        } = &mut self.state
+        else {
+            return Err(AssembleError::OutsideTransaction { kind: kind(event) });
+        };
+        let infile = match load.take() {
+            Some(spool) if spool.file_id() == q.file_id() => spool.finish(),
+            _ => {
+                return Err(decode_err(
+                    kind(event),
+                    format!("file {} was not sent before the statement", q.file_id()),
+                ));
+            }
+        };
+        let sql = load_data::local_infile_query(
+            q.query_raw(),
+            q.start_pos(),
+            q.end_pos(),
+            q.dup_handling(),
+        )
+        .map_err(|e| decode_err(kind(event), e))?;
+        let mut stmt = statement_of(event, Logged::load(&q), std::mem::take(context));
+        stmt.sql = sql;
+        stmt.infile = Some(infile);
+        Ok(Step::Query(stmt))
     }
 
     /// Forget a partially received transaction (the connection dropped).

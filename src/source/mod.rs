@@ -10,6 +10,7 @@ pub mod client;
 pub mod context;
 pub mod event;
 pub mod event_bytes;
+pub mod load_data;
 mod payload;
 pub mod rewrite;
 
