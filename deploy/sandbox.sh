@@ -9,6 +9,7 @@
 # Usage: deploy/sandbox.sh VERB [ARGS]
 #   install                         debootstrap the chroot (no-op when done)
 #   install-testsuite               add mysql-testsuite (mysqltest and MySQL's own tests) to the chroot (no-op when there)
+#   install-monitoring              add prometheus and promtool to the chroot (no-op when there)
 #   start N [--gtid-mode=OFF|ON] [--tls] [-- mysqld options...]
 #   stop N | kill N | restart N | wipe N | wipe-now N (SIGKILL, then delete)
 #   sql N "SQL"                     run SQL as root over the socket (batch output)
@@ -133,6 +134,29 @@ cmd_install_testsuite() {
     [[ -x $ROOT/usr/lib/mysql-test/bin/mysqltest ]] || die "mysql-testsuite has no /usr/lib/mysql-test/bin/mysqltest"
     touch "$ROOT$TESTSUITE_MARK"
     log "unpacked mysql-testsuite: $(in_root /usr/lib/mysql-test/bin/mysqltest --version 2>&1 | head -n1)"
+}
+
+# Prometheus and promtool, for the monitoring rules' tests (deploy/monitoring/).
+# A step of its own, like install-testsuite.
+cmd_install_monitoring() {
+    cmd_install
+    exec 9>"$CACHE/install.lock"
+    flock 9
+    [[ -x $ROOT/usr/bin/prometheus && -x $ROOT/usr/bin/promtool ]] && return 0
+    [[ $(id -u) == 0 ]] || die "install-monitoring needs root (chroot)"
+    log "installing prometheus in the chroot (once)"
+    cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false)
+    in_root "${apt[@]}" update -qq >>"$CACHE/monitoring.log" 2>&1 ||
+        die "apt-get update in the chroot failed; see $CACHE/monitoring.log"
+    # policy-rc.d: the package must not start its own service in the chroot.
+    printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+    chmod +x "$ROOT/usr/sbin/policy-rc.d"
+    in_root "${apt[@]}" install -y -qq --no-install-recommends prometheus >>"$CACHE/monitoring.log" 2>&1 ||
+        die "installing prometheus in the chroot failed; see $CACHE/monitoring.log"
+    rm -f "$ROOT/usr/sbin/policy-rc.d"
+    in_root apt-get clean
+    log "installed $(in_root promtool --version 2>&1 | head -n1)"
 }
 
 require_installed() {
@@ -340,11 +364,12 @@ cmd_status() {
 }
 
 verb=${1:-}
-[[ -n $verb ]] || die "usage: sandbox.sh install|install-testsuite|start|stop|kill|restart|wipe|sql|url|port|pid|datadir|status"
+[[ -n $verb ]] || die "usage: sandbox.sh install|install-testsuite|install-monitoring|start|stop|kill|restart|wipe|sql|url|port|pid|datadir|status"
 shift
 case $verb in
     install) cmd_install ;;
     install-testsuite) cmd_install_testsuite ;;
+    install-monitoring) cmd_install_monitoring ;;
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
     kill) cmd_kill "$@" ;;

@@ -21,10 +21,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
 
-use crate::support::Sandbox;
+use crate::support::{KillOnDrop, Sandbox};
 
 const USER: &str = "admin";
-const PASSWORD: &str = "adm1n-Test-pw";
+pub(crate) const PASSWORD: &str = "adm1n-Test-pw";
 const CHANNEL: &str = "m1->m2";
 
 // ---------------------------------------------------------------- stand-in channels
@@ -266,7 +266,7 @@ fn chroot() -> &'static Chroot {
 }
 
 /// Runs the stock `mysql` client in the chroot; returns (success, stdout+stderr).
-fn mysql(port: u16, password: &str, extra: &[&str], sql: &str) -> (bool, String) {
+pub(crate) fn mysql(port: u16, password: &str, extra: &[&str], sql: &str) -> (bool, String) {
     let mut e = extra.to_vec();
     e.extend(["-e", sql]);
     mysql_stdin(port, password, &e, "")
@@ -537,15 +537,6 @@ fn metric(body: &str, prefix: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// mysqld_exporter scraping the admin endpoint on `admin_port`, killed on drop.
 struct Exporter {
     _child: KillOnDrop,
@@ -617,14 +608,20 @@ impl Exporter {
 // ---------------------------------------------------------------- the real relay
 
 /// The relay binary between two sandbox masters, with its admin endpoint on
-/// `port` (TLS from certs/out; the SLAVE spellings off, as on 9.7).
-fn real_relay(sb: &Sandbox, dir: &Path, port: u16) -> crate::support::relay::Process {
+/// `port` (TLS from certs/out; the SLAVE spellings off, as on 9.7) and
+/// `more` configuration.
+pub(crate) fn real_relay(
+    sb: &Sandbox,
+    dir: &Path,
+    port: u16,
+    more: &str,
+) -> crate::support::relay::Process {
     use crate::support::relay::{Process, config_text, write_config};
     let out = certs();
     let extra = format!(
         "[relay]\nreport_host = \"127.0.0.1\"\n\n[admin]\nlisten = \"127.0.0.1:{port}\"\n\
          tls_cert = \"{}\"\ntls_key = \"{}\"\nslave_syntax = false\n\
-         users = [{{ name = \"{USER}\", password_hash = \"{}\" }}]\n",
+         users = [{{ name = \"{USER}\", password_hash = \"{}\" }}]\n\n{more}",
         out.join("relay.pem").display(),
         out.join("relay-key.pem").display(),
         gtid_relay::admin::PasswordHash::from_password(PASSWORD),
@@ -669,7 +666,7 @@ fn admin_controls_and_reports_the_real_relay_between_sandbox_masters() {
     sb.start_instance(2, &[], &[]);
     let dir = TempDir::new("admin-real");
     let port = sb.spare_port(0);
-    let relay = real_relay(&sb, &dir.0, port);
+    let relay = real_relay(&sb, &dir.0, port, "");
 
     // Both channels running, with MySQL's meanings.
     let status = crate::support::wait_for("channels running", Duration::from_secs(30), || {

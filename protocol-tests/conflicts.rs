@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use gtid_relay::status::Replicas;
 use mysql_async::prelude::Queryable;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -271,6 +272,24 @@ fn last_writer_wins_converges_under_concurrent_updates() {
             finals.get(&id.to_string()).map(String::as_str),
             Some(s),
             "row {id} ends as a version that lost a conflict: {e}"
+        );
+    }
+    // The metrics count every logged decision, per channel and outcome.
+    for (status, metrics) in relay.relay.channel_metrics() {
+        let logged = |decision: &str| {
+            entries
+                .iter()
+                .filter(|e| e["channel"] == status.name.as_str() && e["decision"] == decision)
+                .count() as u64
+        };
+        assert_eq!(
+            (
+                metrics.conflicts.incoming_wins,
+                metrics.conflicts.local_wins
+            ),
+            (logged("incoming-wins"), logged("local-wins")),
+            "gtid_relay_conflicts_total of {}",
+            status.name
         );
     }
     let reconnects: u64 = relay.status().iter().map(|c| c.reconnects).sum();

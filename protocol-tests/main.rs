@@ -10,6 +10,7 @@ mod fidelity;
 mod gtid_mode;
 mod gtid_sets;
 mod metrics;
+mod monitoring;
 mod preflight;
 mod relay;
 mod reliability;

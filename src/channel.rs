@@ -849,7 +849,7 @@ impl Progress for Channel {
             return;
         };
         if let Some(began) = began {
-            st.metrics.finished(began, !done.skipped);
+            st.metrics.finished(began, !done.skipped, done.conflicts);
         }
         if done.skipped {
             st.skipped_applied += 1;

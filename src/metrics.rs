@@ -372,6 +372,26 @@ impl Collector for RelayCollector {
             None,
             &each(&|c, _| c.reconnects),
         )?;
+        let conflicts: Vec<(Labels, u64)> = snapshot
+            .iter()
+            .flat_map(|(c, m)| {
+                let l = channel_labels(c);
+                [
+                    (
+                        with(l.clone(), "decision", "incoming-wins"),
+                        m.conflicts.incoming_wins,
+                    ),
+                    (with(l, "decision", "local-wins"), m.conflicts.local_wins),
+                ]
+            })
+            .collect();
+        counters(
+            &mut enc,
+            "gtid_relay_conflicts",
+            "Row conflicts decided by last-writer-wins in committed transactions: incoming-wins (the incoming change was newer and applied), local-wins (the target's version was kept). Always 0 in strict and idempotent modes.",
+            None,
+            &conflicts,
+        )?;
         let errors: Vec<(Labels, u64)> = snapshot
             .iter()
             .flat_map(|(c, m)| {

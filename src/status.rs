@@ -141,10 +141,27 @@ impl ErrorThread {
     }
 }
 
+/// Row conflicts that last-writer-wins decided, in committed transactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConflictCounts {
+    /// The incoming change was newer and was applied.
+    pub incoming_wins: u64,
+    /// The target's version was newer and was kept.
+    pub local_wins: u64,
+}
+
+impl ConflictCounts {
+    pub fn add(&mut self, other: ConflictCounts) {
+        self.incoming_wins += other.incoming_wins;
+        self.local_wins += other.local_wins;
+    }
+}
+
 /// What a channel reports only to the metrics exporter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChannelMetrics {
     pub apply_latency: LatencyHistogram,
+    pub conflicts: ConflictCounts,
     /// Errors since the relay started, by thread and MySQL error number.
     pub errors: std::collections::BTreeMap<(ErrorThread, u32), u64>,
     /// Steps (events grouped for the applier) queued between reader and applier.
@@ -177,11 +194,17 @@ impl<Q> Default for MetricsState<Q> {
 
 impl<Q> MetricsState<Q> {
     /// A transaction whose apply began at `started` is done: committed
-    /// (`applied`) or skipped by the target.
-    pub fn finished(&mut self, started: std::time::Instant, applied: bool) {
+    /// (`applied`) or skipped by the target, with the conflicts it decided.
+    pub fn finished(
+        &mut self,
+        started: std::time::Instant,
+        applied: bool,
+        conflicts: ConflictCounts,
+    ) {
         if applied {
             self.exported.apply_latency.observe(started.elapsed());
         }
+        self.exported.conflicts.add(conflicts);
     }
 
     pub fn snapshot(&self) -> ChannelMetrics {

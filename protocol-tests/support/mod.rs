@@ -197,6 +197,16 @@ impl Sandbox {
     }
 }
 
+/// A helper process (an exporter, a Prometheus server), killed by pid when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         for i in &self.started {

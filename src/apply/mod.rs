@@ -30,6 +30,7 @@ use crate::conn::{self, ConnError, quote_ident};
 use crate::gtid::{GtidSet, Uuid};
 use crate::source::assemble::{Fde, Statement, Step, TxnHeader, Xid, starts_xa};
 use crate::source::event_bytes::{self, LayoutError};
+use crate::status::ConflictCounts;
 
 use binlog_statement::{Pieces, encoded_len, push_event};
 use claims::{Claim, Claimed, Claims};
@@ -128,6 +129,8 @@ pub struct Completed {
     pub header: TxnHeader,
     /// The target already had it (delivered through another channel) and skipped it.
     pub skipped: bool,
+    /// Row conflicts that last-writer-wins decided in it.
+    pub conflicts: ConflictCounts,
 }
 
 /// Why a transaction is skipped.
@@ -300,7 +303,7 @@ impl Applier {
     /// the claim then skips the transaction without asking the target, and the
     /// lag (which leaves out what the target has) never counts a transaction
     /// the target already committed.
-    fn complete(&mut self) -> Option<Completed> {
+    fn complete(&mut self, conflicts: ConflictCounts) -> Option<Completed> {
         let skipped = self.skip.take().is_some();
         let header = self.current.take();
         if let Some(header) = &header {
@@ -310,7 +313,11 @@ impl Applier {
                 .insert(&header.gtid);
         }
         self.claim = None;
-        header.map(|header| Completed { header, skipped })
+        header.map(|header| Completed {
+            header,
+            skipped,
+            conflicts,
+        })
     }
 
     /// Apply one step. Returns the transaction it completed, if any.
@@ -343,7 +350,7 @@ impl Applier {
                 if self.skipping().await =>
             {
                 self.end_skipped().await?;
-                Ok(self.complete())
+                Ok(self.complete(ConflictCounts::default()))
             }
             Step::Query(stmt) => {
                 self.flush_rows().await?;
@@ -417,10 +424,12 @@ impl Applier {
                 self.flush_rows().await?;
                 self.exec("COMMIT".to_string(), "COMMIT").await?;
                 self.release_gtid_next();
-                if let Some(r) = &mut self.resolver {
-                    r.committed();
-                }
-                Ok(self.complete())
+                let conflicts = self
+                    .resolver
+                    .as_mut()
+                    .map(Resolver::committed)
+                    .unwrap_or_default();
+                Ok(self.complete(conflicts))
             }
             Step::XaPrepare { xid, one_phase } => {
                 self.flush_rows().await?;
@@ -428,10 +437,12 @@ impl Applier {
                 self.exec(sql.clone(), &sql).await?;
                 self.xa = None;
                 self.release_gtid_next();
-                if let Some(r) = &mut self.resolver {
-                    r.committed();
-                }
-                Ok(self.complete())
+                let conflicts = self
+                    .resolver
+                    .as_mut()
+                    .map(Resolver::committed)
+                    .unwrap_or_default();
+                Ok(self.complete(conflicts))
             }
             Step::Rollback => {
                 // The source rolled back; commit an empty transaction so that the
@@ -448,7 +459,7 @@ impl Applier {
                 );
                 self.exec(sql, "ROLLBACK").await?;
                 self.release_gtid_next();
-                Ok(self.complete())
+                Ok(self.complete(ConflictCounts::default()))
             }
             Step::Ddl(stmt) => {
                 if let Some(r) = &mut self.resolver {
@@ -457,10 +468,10 @@ impl Applier {
                 self.statement(&stmt).await?;
                 if self.skip.is_some() {
                     self.end_skipped().await?;
-                    return Ok(self.complete());
+                    return Ok(self.complete(ConflictCounts::default()));
                 }
                 self.release_gtid_next();
-                Ok(self.complete())
+                Ok(self.complete(ConflictCounts::default()))
             }
         }
     }

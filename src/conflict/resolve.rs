@@ -58,6 +58,7 @@ use crate::admin::clock::utc_text;
 use crate::conn::quote_ident;
 use crate::gtid::GtidSet;
 use crate::source::assemble::TxnHeader;
+use crate::status::ConflictCounts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -100,6 +101,8 @@ pub struct Resolver {
     unkeyed: bool,
     /// Conflict log lines of the current transaction, written once it commits.
     records: Vec<Json>,
+    /// The current transaction's decisions, counted once it commits.
+    decided: ConflictCounts,
     overrides: bool,
 }
 
@@ -117,6 +120,7 @@ impl Resolver {
             fixups: Vec::new(),
             unkeyed: false,
             records: Vec::new(),
+            decided: ConflictCounts::default(),
             overrides: false,
         }
     }
@@ -136,6 +140,7 @@ impl Resolver {
         self.header = Some(header.clone());
         self.fixups.clear();
         self.records.clear();
+        self.decided = ConflictCounts::default();
         self.overrides = false;
     }
 
@@ -153,8 +158,8 @@ impl Resolver {
         )
     }
 
-    /// The transaction committed: its conflicts go to the log.
-    pub fn committed(&mut self) {
+    /// The transaction committed: its conflicts go to the log; returns their count.
+    pub fn committed(&mut self) -> ConflictCounts {
         let records = std::mem::take(&mut self.records);
         if let Err(e) = self.lww.log.write(&records) {
             // The data is committed; losing the log line must not go unnoticed.
@@ -165,6 +170,7 @@ impl Resolver {
         }
         self.header = None;
         self.overrides = false;
+        std::mem::take(&mut self.decided)
     }
 
     /// The transaction was abandoned: it will be decided again when re-sent.
@@ -178,6 +184,7 @@ impl Resolver {
         self.fixups.clear();
         self.unkeyed = false;
         self.records.clear();
+        self.decided = ConflictCounts::default();
         self.overrides = false;
     }
 
@@ -384,6 +391,10 @@ impl Resolver {
             self.records.push(self.record(
                 &header, &info, kind, key_image, before, after, current, incoming, local, decision,
             ));
+            match decision {
+                Decision::IncomingWins => self.decided.incoming_wins += 1,
+                Decision::LocalWins => self.decided.local_wins += 1,
+            }
         }
         Ok(())
     }
