@@ -19,3 +19,5 @@ fi
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked "$@"
+# The Debian package: built, installed with dpkg, checked and purged.
+deploy/package.sh --check >/dev/null

@@ -166,6 +166,17 @@ fn metrics_follow_a_workload_and_a_target_outage() {
                 && l.contains("thread=\"sql\"")),
         "the outage shows as errors of the m1->m2 applier:\n{after}"
     );
+    // Strict mode decides no conflicts; the series exist for dashboards.
+    for decision in ["incoming-wins", "local-wins"] {
+        assert_eq!(
+            sample(
+                &after,
+                "gtid_relay_conflicts_total",
+                &[("channel", "m1->m2"), ("decision", decision)]
+            ),
+            Some(0.0)
+        );
+    }
     for reason in ["loop", "applied", "filtered"] {
         assert!(
             sample(
