@@ -17,5 +17,6 @@ mod reliability;
 mod replay;
 mod routing;
 mod sandbox;
+mod semisync;
 mod tls;
 mod verify;

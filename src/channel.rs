@@ -21,7 +21,7 @@ use crate::apply::claims::Claims;
 use crate::apply::scheduler::{Progress, Scheduler};
 use crate::apply::{Applier, ApplyError, Completed, TargetIdentity};
 use crate::config::{
-    ApplySettings, ChannelConfig, Config, ConflictMode, Master, SourceSettings, SslMode,
+    AckMode, ApplySettings, ChannelConfig, Config, ConflictMode, Master, SourceSettings, SslMode,
 };
 use crate::conflict::Lww;
 use crate::conflict::resolve::Resolver;
@@ -32,6 +32,7 @@ use crate::gtid::{Gtid, GtidSet, Uuid};
 use crate::identity;
 use crate::source::assemble::{Assembler, Step, TxnHeader};
 use crate::source::rewrite::Router;
+use crate::source::semisync::{AckQueue, spawn_acknowledger};
 use crate::source::{self, Registration, SourceError};
 use crate::status::{
     ChannelMetrics, ChannelStatus, ControlError, ErrorThread, IoRunning, LastError, MetricsState,
@@ -158,6 +159,8 @@ pub struct Channel {
     lww: Option<Arc<Lww>>,
     state: Mutex<State>,
     desired: watch::Sender<Desired>,
+    /// The current dump's semi-sync acknowledgements, when the source asks for them.
+    acks: Mutex<Option<AckQueue>>,
 }
 
 /// How a session ended.
@@ -171,6 +174,10 @@ enum SessionEnd {
 impl Channel {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn acks(&self) -> MutexGuard<'_, Option<AckQueue>> {
+        self.acks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn executed(&self) -> MutexGuard<'_, GtidSet> {
@@ -419,16 +426,28 @@ impl Channel {
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), SourceError> {
         let position = self.executed().clone();
+        let ack_mode = self.source.ack.unwrap_or(self.source_settings.ack);
         let opened = source::open(
             &self.source,
             &self.target.name,
             &position,
             &self.registration,
+            ack_mode,
             self.source_settings.connect_timeout,
             self.source_settings.read_timeout,
         )
         .await;
         let (identity, mut binlog) = opened?;
+        // Semi-sync: acknowledgements go out from a task of their own, so that
+        // commits on the target release the source's waiting sessions at once.
+        let mut acknowledger = binlog.take_ack_writer().map(|writer| {
+            let (queue, positions) = AckQueue::new();
+            *self.acks() = Some(queue);
+            info!(ack = ack_mode.as_str(), "the source runs semi-synchronous replication: acknowledging its transactions once {}",
+                if ack_mode == AckMode::Applied { "committed on the target" } else { "received" });
+            spawn_acknowledger(self.name().to_string(), writer, positions)
+        });
+        let ack_applied = acknowledger.is_some() && ack_mode == AckMode::Applied;
         {
             let mut st = self.state();
             st.io = IoRunning::Yes;
@@ -443,6 +462,8 @@ impl Channel {
         let mut router = Router::default();
         let routes = &self.config.routes;
         let mut skipping = false;
+        // The transaction in progress in the stream.
+        let mut current: Option<Gtid> = None;
         let result = loop {
             let event = tokio::select! {
                 biased;
@@ -452,6 +473,13 @@ impl Channel {
                     Err(e) => break Err(e),
                 },
             };
+            // The source waits at the end of `current`: registered before its
+            // last step is queued, so that its commit cannot come first.
+            if let Some(at) = binlog.take_ack_request()
+                && let Some(queue) = self.acks().as_mut()
+            {
+                queue.requested(current.as_ref().filter(|_| !skipping), at);
+            }
             {
                 let mut st = self.state();
                 st.events_received += 1;
@@ -494,7 +522,10 @@ impl Channel {
                 }
                 if skipping {
                     debug!(gtid = %header.gtid, ?verdict, "skipped");
+                } else if ack_applied && let Some(queue) = self.acks().as_mut() {
+                    queue.started(&header.gtid);
                 }
+                current = Some(header.gtid.clone());
             }
             if skipping && !matches!(step, Step::FormatDescription(_)) {
                 continue;
@@ -524,6 +555,8 @@ impl Channel {
                 break Ok(());
             }
         };
+        *self.acks() = None;
+        abort(&mut acknowledger).await;
         binlog.close().await;
         result
     }
@@ -563,6 +596,17 @@ impl Channel {
         else {
             return Ok(());
         };
+        let mut semi_sync_timeout = None;
+        for query in source::SEMI_SYNC_TIMEOUT_QUERIES {
+            if let Ok(ms) = conn.query_first::<u64, _>(query).await {
+                semi_sync_timeout = ms.map(Duration::from_millis);
+                break;
+            }
+        }
+        let grace = source::in_flight_grace(semi_sync_timeout);
+        // GTIDs the target holds and the source lacks, and since when: only
+        // those still missing after the grace mean divergence.
+        let mut suspect: Option<(GtidSet, Instant)> = None;
         loop {
             tokio::time::sleep(TARGET_REFRESH).await;
             // The target's GTIDs first: each of the source's was executed there before.
@@ -576,14 +620,27 @@ impl Channel {
             let (Ok(uuid), Ok(executed)) = (uuid.parse::<Uuid>(), GtidSet::parse(&executed)) else {
                 continue;
             };
-            source::can_serve(
-                &self.source.name,
-                &self.target.name,
-                &uuid,
-                &executed,
-                &GtidSet::new(),
-                &held,
-            )?;
+            let extra = held.for_uuid(&uuid).subtract(&executed);
+            suspect = match suspect.take() {
+                _ if extra.is_empty() => None,
+                Some((before, since)) if !before.intersect(&extra).is_empty() => {
+                    Some((before.intersect(&extra), since))
+                }
+                _ => Some((extra, Instant::now())),
+            };
+            if suspect
+                .as_ref()
+                .is_some_and(|(_, since)| since.elapsed() >= grace)
+            {
+                source::can_serve(
+                    &self.source.name,
+                    &self.target.name,
+                    &uuid,
+                    &executed,
+                    &GtidSet::new(),
+                    &held,
+                )?;
+            }
         }
     }
 
@@ -839,6 +896,9 @@ impl Progress for Channel {
     }
 
     fn finished(&self, index: u64, done: Option<&Completed>) {
+        if let (Some(done), Some(queue)) = (done, self.acks().as_mut()) {
+            queue.finished(&done.header.gtid);
+        }
         let mut st = self.state();
         let began = st.applying.remove(&index).map(|a| a.began);
         if st.applying.is_empty() {
@@ -866,6 +926,9 @@ impl Progress for Channel {
     /// Counted like the reader's skips of transactions the target has.
     fn skipped(&self, header: &TxnHeader) {
         debug!(channel = %self.name(), gtid = %header.gtid, "skipped at dispatch");
+        if let Some(queue) = self.acks().as_mut() {
+            queue.finished(&header.gtid);
+        }
         self.state().skipped_applied += 1;
     }
 }
@@ -947,6 +1010,7 @@ impl Relay {
                         .filter(|_| c.conflict == ConflictMode::LastWriterWins),
                     state: Mutex::new(State::default()),
                     desired,
+                    acks: Mutex::new(None),
                 })
             })
             .collect();

@@ -106,6 +106,36 @@ pub struct Master {
     /// last-writer-wins: the higher priority wins. Defaults to the order in the
     /// file (the first master listed has the highest).
     pub priority: i64,
+    /// When the relay acknowledges this master's transactions if it runs
+    /// semi-synchronous replication; `None` takes `[source] ack`.
+    pub ack: Option<AckMode>,
+}
+
+/// When a channel acknowledges a semi-synchronous source's transactions
+/// (sources without the semi-sync plugin or component are read as before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AckMode {
+    /// Do not ask for semi-sync: the source sees an asynchronous replica.
+    Off,
+    /// Once the transaction is read whole, as a native semi-sync replica
+    /// acknowledges once it is in its relay log.
+    #[default]
+    Received,
+    /// Once the transaction is committed on the channel's target (or the
+    /// target already had it): a commit that returned OK on the source
+    /// exists on the targets that acknowledged it.
+    Applied,
+}
+
+impl AckMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Off => "off",
+            AckMode::Received => "received",
+            AckMode::Applied => "applied",
+        }
+    }
 }
 
 /// How apply errors are handled on a channel.
@@ -153,6 +183,8 @@ pub struct SourceSettings {
     pub connect_timeout: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// Semi-sync acknowledgements, unless a master sets its own.
+    pub ack: AckMode,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -283,6 +315,7 @@ struct RawMaster {
     #[serde(default)]
     tls: Option<Spanned<RawTls>>,
     priority: Option<i64>,
+    ack: Option<AckMode>,
 }
 
 fn default_mysql_port() -> u16 {
@@ -329,6 +362,7 @@ struct RawSource {
     connect_timeout_secs: Option<Spanned<f64>>,
     reconnect_min_secs: Option<Spanned<f64>>,
     reconnect_max_secs: Option<Spanned<f64>>,
+    ack: Option<AckMode>,
 }
 
 #[derive(Deserialize)]
@@ -578,7 +612,12 @@ impl Config {
 }
 
 /// serde names the offending key in backticks ("unknown field `x`", "missing field `y`").
+/// The key a "missing field `k`" or "unknown field `k`" message names; other
+/// messages (an unknown enum variant names the value) leave it to the span.
 fn key_of_serde_error(message: &str) -> Option<String> {
+    if !(message.starts_with("missing field") || message.starts_with("unknown field")) {
+        return None;
+    }
     message.split('`').nth(1).map(str::to_string)
 }
 
@@ -682,6 +721,7 @@ fn resolve_master(
         password,
         tls,
         priority: m.priority.unwrap_or(listed_priority),
+        ack: m.ack,
     })
 }
 
@@ -900,6 +940,7 @@ fn resolve_source(src: &Source<'_>, raw: Option<RawSource>) -> Result<SourceSett
         connect_timeout_secs: None,
         reconnect_min_secs: None,
         reconnect_max_secs: None,
+        ack: None,
     });
     let heartbeat = secs(&raw.heartbeat_secs, "heartbeat_secs", 2.0)?;
     Ok(SourceSettings {
@@ -912,6 +953,7 @@ fn resolve_source(src: &Source<'_>, raw: Option<RawSource>) -> Result<SourceSett
         connect_timeout: secs(&raw.connect_timeout_secs, "connect_timeout_secs", 10.0)?,
         reconnect_min: secs(&raw.reconnect_min_secs, "reconnect_min_secs", 0.5)?,
         reconnect_max: secs(&raw.reconnect_max_secs, "reconnect_max_secs", 30.0)?,
+        ack: raw.ack.unwrap_or_default(),
     })
 }
 
@@ -1050,6 +1092,25 @@ password = "pw2"
         .expect("valid");
         assert_eq!(c.source.heartbeat, Duration::from_secs(2));
         assert_eq!(c.apply.statement_timeout, None);
+    }
+
+    #[test]
+    fn semi_sync_acknowledgements_default_to_received_and_masters_may_differ() {
+        let c = parse(TWO).unwrap();
+        assert_eq!(c.source.ack, AckMode::Received);
+        assert_eq!(c.masters[0].ack, None);
+        let text = format!(
+            "[source]\nack = \"applied\"\n{}",
+            TWO.replacen("password = \"pw2\"", "password = \"pw2\"\nack = \"off\"", 1)
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.source.ack, AckMode::Applied);
+        assert_eq!(
+            (c.masters[0].ack, c.masters[1].ack),
+            (None, Some(AckMode::Off))
+        );
+        let e = error(&format!("[source]\nack = \"committed\"\n{TWO}"));
+        assert!(e.contains("/etc/relay.toml") && e.contains("ack"), "{e}");
     }
 
     #[test]

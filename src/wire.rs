@@ -5,9 +5,11 @@
 //! A payload can be read whole (`read`) or piecewise (`begin`), so that a large
 //! binlog event goes from the socket straight into a buffer of its final size.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 /// Payloads of this length continue in the next packet.
 pub const MAX_CHUNK: usize = 0xff_ff_ff;
@@ -149,6 +151,72 @@ impl Packets {
         // Best effort: the peer may already be gone.
         let _ = self.stream.shutdown().await;
     }
+
+    /// Split the connection for a peer that writes while another task reads
+    /// (a semi-synchronous replica's acknowledgements on its binlog stream):
+    /// these `Packets` keep reading, the `PacketWriter` sends commands.
+    pub fn split(self) -> (Packets, PacketWriter) {
+        let (read, write) = tokio::io::split(self.stream);
+        (
+            Packets::from_parts(Box::new(ReadSide(read)), self.framing),
+            PacketWriter(write),
+        )
+    }
+}
+
+/// The read half of a split connection; its writes fail (they go through the
+/// `PacketWriter`).
+struct ReadSide(ReadHalf<Box<dyn Io>>);
+
+impl AsyncRead for ReadSide {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ReadSide {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Err(std::io::Error::other(
+            "this connection writes through its PacketWriter",
+        )))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The write half of a split connection.
+pub struct PacketWriter(WriteHalf<Box<dyn Io>>);
+
+impl PacketWriter {
+    /// Send `payload` as a packet of its own that starts a sequence (id 0),
+    /// as a command or a semi-sync acknowledgement does.
+    pub async fn send(&mut self, payload: &[u8]) -> Result<(), WireError> {
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&n| (n as usize) < MAX_CHUNK)
+            .ok_or(WireError::TooLarge(MAX_CHUNK - 1))?;
+        let mut packet = Vec::with_capacity(4 + payload.len());
+        packet.extend_from_slice(&len.to_le_bytes()[..3]);
+        packet.push(0);
+        packet.extend_from_slice(payload);
+        self.0.write_all(&packet).await?;
+        self.0.flush().await?;
+        Ok(())
+    }
 }
 
 /// A packet being read piecewise, across its continuation chunks.
@@ -232,6 +300,23 @@ mod tests {
             Packets::new(Box::new(a), max),
             Packets::new(Box::new(b), max),
         )
+    }
+
+    #[tokio::test]
+    async fn a_split_connection_reads_on_one_half_and_writes_on_the_other() {
+        let (mut peer, ours) = pair(1024).await;
+        let (mut reader, mut writer) = ours.split();
+        peer.write(b"event");
+        peer.flush().await.expect("peer writes");
+        assert_eq!(reader.read().await.expect("read half reads"), b"event");
+        writer.send(b"ack").await.expect("write half writes");
+        peer.reset_seq();
+        assert_eq!(peer.read().await.expect("peer reads"), b"ack");
+        reader.write(b"x");
+        assert!(
+            reader.flush().await.is_err(),
+            "the read half does not write"
+        );
     }
 
     #[tokio::test]

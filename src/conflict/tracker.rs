@@ -126,6 +126,7 @@ impl Tracker {
             "version tracker",
             &position,
             &self.registration,
+            crate::config::AckMode::Off,
             self.settings.connect_timeout,
             self.settings.read_timeout,
         )

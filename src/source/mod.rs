@@ -13,21 +13,23 @@ pub mod event_bytes;
 pub mod load_data;
 mod payload;
 pub mod rewrite;
+pub mod semisync;
 
 use std::time::Duration;
 
 use mysql_common::binlog::consts::{BinlogChecksumAlg, EventType};
 use mysql_common::binlog::events::RotateEvent;
 
-use crate::config::Master;
+use crate::config::{AckMode, Master};
 use crate::conn::{self, ConnError};
 use crate::gtid::{GtidSet, Uuid};
-use crate::wire::WireError;
+use crate::wire::{PacketWriter, WireError};
 
 use self::client::{Client, ClientError};
 use self::event::{Format, RawEvent};
 use self::event_bytes::{CHECKSUM_LEN, HEADER_LEN, LayoutError};
 use self::payload::{PayloadError, Unpacker};
+use self::semisync::AckPosition;
 
 /// MySQL's ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG, the Last_IO_Errno for 1236.
 pub const ER_SOURCE_FATAL_ERROR_READING_BINLOG: u32 = 13114;
@@ -152,6 +154,11 @@ pub struct BinlogSource {
     /// Binlog file and position of the last event, for Source_Log_File / Read_Source_Log_Pos.
     pub log_file: String,
     pub log_pos: u64,
+    /// The dump is semi-synchronous: the connection's write side, for the
+    /// acknowledgements, until the channel takes it.
+    ack_writer: Option<PacketWriter>,
+    /// The last event read asked for an acknowledgement of this position.
+    ack_request: Option<AckPosition>,
 }
 
 fn query_error(master: &Master, what: &str, e: ClientError) -> SourceError {
@@ -208,13 +215,60 @@ pub fn can_serve(
     Ok(())
 }
 
+/// MySQL's ER_UNKNOWN_SYSTEM_VARIABLE.
+const ER_UNKNOWN_SYSTEM_VARIABLE: u32 = 1193;
+
+/// The query for a source's semi-sync timeout, in the 8.0.26+ and the older
+/// spelling; an unknown variable (ER_UNKNOWN_SYSTEM_VARIABLE) means the
+/// semi-sync source plugin or component is not loaded.
+pub const SEMI_SYNC_TIMEOUT_QUERIES: [&str; 2] = [
+    "SELECT @@GLOBAL.rpl_semi_sync_source_timeout",
+    "SELECT @@GLOBAL.rpl_semi_sync_master_timeout",
+];
+
+/// `Some(rpl_semi_sync_source_timeout)` when the source has semi-sync loaded,
+/// as MySQL's own replica asks before it requests semi-sync.
+async fn semi_sync_timeout(
+    c: &mut Client,
+    master: &Master,
+) -> Result<Option<Duration>, SourceError> {
+    for query in SEMI_SYNC_TIMEOUT_QUERIES {
+        match c.query_row(query).await {
+            Ok(row) => {
+                let ms = row
+                    .and_then(|r| r.into_iter().next().flatten())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                return Ok(Some(Duration::from_millis(ms)));
+            }
+            Err(e) if e.errno() == ER_UNKNOWN_SYSTEM_VARIABLE => {}
+            Err(e) => return Err(query_error(master, "asking for semi-sync support", e)),
+        }
+    }
+    Ok(None)
+}
+
+/// How long a transaction may be on a replica before its source counts it as
+/// executed: a source sends a transaction once its binlog is synced, before it
+/// commits it, and with semi-sync only commits once acknowledged or after the
+/// timeout. A target holding source GTIDs that the source lacks for longer
+/// than this has diverged.
+pub fn in_flight_grace(semi_sync_timeout: Option<Duration>) -> Duration {
+    Duration::from_secs(1)
+        + semi_sync_timeout
+            .unwrap_or_default()
+            .min(Duration::from_secs(120))
+}
+
 /// Connect to `master`, check it can serve a target whose executed set is
-/// `target_executed`, and start streaming what the target lacks.
+/// `target_executed`, and start streaming what the target lacks; as a
+/// semi-sync replica when the source supports it and `ack` is not off.
 pub async fn open(
     master: &Master,
     target_name: &str,
     target_executed: &GtidSet,
     registration: &Registration,
+    ack: AckMode,
     connect_timeout: Duration,
     read_timeout: Duration,
 ) -> Result<(SourceIdentity, BinlogSource), SourceError> {
@@ -254,24 +308,57 @@ pub async fn open(
     let source_executed = parse("gtid_executed", &executed)?;
     let source_purged = parse("gtid_purged", &purged)?;
 
-    can_serve(
+    let semi_sync_timeout = semi_sync_timeout(&mut c, master).await?;
+    let served = can_serve(
         &master.name,
         target_name,
         &uuid,
         &source_executed,
         &source_purged,
         target_executed,
-    )?;
+    );
+    let source_executed = match served {
+        Ok(()) => source_executed,
+        Err(SourceError::Diverged { .. }) => {
+            // Perhaps only in flight (the relay stopped between applying a
+            // transaction and acknowledging it): look again once committed.
+            tokio::time::sleep(in_flight_grace(semi_sync_timeout)).await;
+            let row = c
+                .query_row("SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_purged")
+                .await
+                .map_err(|e| query_error(master, "reading the source's GTIDs", e))?;
+            let mut values = row
+                .unwrap_or_default()
+                .into_iter()
+                .map(Option::unwrap_or_default);
+            let executed = parse("gtid_executed", &values.next().unwrap_or_default())?;
+            let purged = parse("gtid_purged", &values.next().unwrap_or_default())?;
+            can_serve(
+                &master.name,
+                target_name,
+                &uuid,
+                &executed,
+                &purged,
+                target_executed,
+            )?;
+            executed
+        }
+        Err(e) => return Err(e),
+    };
 
+    let semi_sync = ack != AckMode::Off && semi_sync_timeout.is_some();
     let heartbeat_ns = registration.heartbeat.as_nanos();
     // Both spellings: 8.4+ reads the source_ ones, older servers the master_ ones.
-    let setup = format!(
+    let mut setup = format!(
         "SET @source_heartbeat_period = {heartbeat_ns}, @master_heartbeat_period = {heartbeat_ns}, \
          @source_binlog_checksum = @@GLOBAL.binlog_checksum, \
          @master_binlog_checksum = @@GLOBAL.binlog_checksum, \
          @replica_uuid = {uuid}, @slave_uuid = {uuid}",
         uuid = conn::quote_str(&registration.replica_uuid),
     );
+    if semi_sync {
+        setup.push_str(", @rpl_semi_sync_replica = 1, @rpl_semi_sync_slave = 1");
+    }
     c.exec(&setup)
         .await
         .map_err(|e| query_error(master, "preparing the binlog dump", e))?;
@@ -280,9 +367,17 @@ pub async fn open(
         &registration.report_host,
         registration.report_port,
         target_executed.to_sids(),
+        semi_sync,
     )
     .await
     .map_err(|e| query_error(master, "requesting the binlog dump", e))?;
+    let (c, ack_writer) = match semi_sync {
+        true => {
+            let (c, writer) = c.split();
+            (c, Some(writer))
+        }
+        false => (c, None),
+    };
     let checksum = checksum
         .eq_ignore_ascii_case("CRC32")
         .then_some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32);
@@ -300,22 +395,42 @@ pub async fn open(
             unpacking: None,
             log_file: String::new(),
             log_pos: 0,
+            ack_writer,
+            ack_request: None,
         },
     ))
 }
 
 impl BinlogSource {
+    /// The write side of a semi-synchronous dump, for its acknowledgements
+    /// (`None` when the source does not run semi-sync, or once taken).
+    pub fn take_ack_writer(&mut self) -> Option<PacketWriter> {
+        self.ack_writer.take()
+    }
+
+    /// Where the source waits for an acknowledgement, if the event last
+    /// returned (or the TRANSACTION_PAYLOAD it came from) asked for one.
+    pub fn take_ack_request(&mut self) -> Option<AckPosition> {
+        self.ack_request.take()
+    }
+
     /// The next event; heartbeats count as traffic but are not returned.
     pub async fn next(&mut self) -> Result<RawEvent, SourceError> {
         loop {
             if let Some(event) = self.next_unpacked()? {
                 return Ok(event);
             }
-            let event = self.read().await?;
+            let (event, ack_requested) = self.read().await?;
             self.verify_checksum(&event)?;
             let header = event.header();
             if header.log_pos() != 0 {
                 self.log_pos = u64::from(header.log_pos());
+            }
+            if ack_requested {
+                self.ack_request = Some(AckPosition {
+                    file: self.log_file.clone(),
+                    pos: self.log_pos,
+                });
             }
             match header.event_type() {
                 Ok(EventType::HEARTBEAT_EVENT) => continue,
@@ -340,15 +455,16 @@ impl BinlogSource {
         }
     }
 
-    /// The next event from the network; a FORMAT_DESCRIPTION becomes the format
-    /// of the events after it, and its own.
-    async fn read(&mut self) -> Result<RawEvent, SourceError> {
+    /// The next event from the network, and whether the source asks for its
+    /// acknowledgement; a FORMAT_DESCRIPTION becomes the format of the events
+    /// after it, and its own.
+    async fn read(&mut self) -> Result<(RawEvent, bool), SourceError> {
         let lost = |message: String| SourceError::Lost {
             master: self.master.clone(),
             message,
         };
-        let bytes = match self.client.read_event().await {
-            Ok(Some(bytes)) => bytes,
+        let (bytes, ack_requested) = match self.client.read_event().await {
+            Ok(Some(streamed)) => (streamed.bytes, streamed.ack_requested),
             Ok(None) => return Err(lost("the source ended the binlog stream".into())),
             Err(ClientError::Wire(WireError::TimedOut(_))) => {
                 return Err(SourceError::Stalled {
@@ -364,15 +480,16 @@ impl BinlogSource {
         let event = RawEvent::new(bytes, self.format.clone(), false)
             .ok_or_else(|| lost("an event shorter than its header".into()))?;
         if event.event_type() != Ok(EventType::FORMAT_DESCRIPTION_EVENT) {
-            return Ok(event);
+            return Ok((event, ack_requested));
         }
         let format = event
             .decode()
             .and_then(|fde| Format::of(&fde))
             .map_err(|e| self.malformed(&event, e))?;
         self.format = format.clone();
-        RawEvent::new(event.into_bytes(), format, false)
-            .ok_or_else(|| lost("an event shorter than its header".into()))
+        let event = RawEvent::new(event.into_bytes(), format, false)
+            .ok_or_else(|| lost("an event shorter than its header".into()))?;
+        Ok((event, ack_requested))
     }
 
     fn malformed(&self, event: &RawEvent, e: impl std::fmt::Display) -> SourceError {

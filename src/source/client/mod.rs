@@ -5,7 +5,8 @@
 //!
 //! It does what the source side needs and no more: connect (TLS per ssl_mode,
 //! caching_sha2_password / mysql_native_password), text queries returning one
-//! row, COM_REGISTER_SLAVE, COM_BINLOG_DUMP_GTID and the event stream.
+//! row, COM_REGISTER_SLAVE, COM_BINLOG_DUMP_GTID and the event stream, with
+//! the semi-synchronous replication header when the dump asked for it.
 
 mod auth;
 pub mod tls;
@@ -26,7 +27,7 @@ use tracing::debug;
 use crate::config::{Master, SslMode};
 use crate::conn::{self, CR_CONN_HOST_ERROR, CR_SERVER_LOST, CR_SSL_CONNECTION_ERROR, ConnError};
 use crate::source::event_bytes::{self, HEADER_LEN};
-use crate::wire::{MAX_CHUNK, Packets, WireError};
+use crate::wire::{MAX_CHUNK, PacketWriter, Packets, WireError};
 
 use self::tls::TlsSetupError;
 
@@ -124,10 +125,27 @@ fn server_error(packet: &[u8], caps: CapabilityFlags) -> ClientError {
     }
 }
 
+/// The semi-sync header's first byte (kPacketMagicNum, plugin/semisync).
+const SEMI_SYNC_MAGIC: u8 = 0xef;
+/// The semi-sync header's flag: the source waits for an acknowledgement
+/// of this event (kPacketFlagSync).
+const SEMI_SYNC_ACK_REQUESTED: u8 = 0x01;
+
+/// An event of the binlog stream.
+#[derive(Debug)]
+pub struct Streamed {
+    /// The event: header, body, checksum.
+    pub bytes: Vec<u8>,
+    /// A semi-synchronous source waits for the acknowledgement of this event.
+    pub ack_requested: bool,
+}
+
 /// An authenticated connection to a master.
 pub struct Client {
     packets: Packets,
     caps: CapabilityFlags,
+    /// The dump asked for semi-sync: every event comes with its header.
+    semi_sync: bool,
 }
 
 impl Client {
@@ -202,7 +220,11 @@ impl Client {
             MAX_PACKET as u32,
         );
         write_struct(&mut packets, &response).await?;
-        let mut client = Client { packets, caps };
+        let mut client = Client {
+            packets,
+            caps,
+            semi_sync: false,
+        };
         auth::complete(&mut client, plugin.into_owned(), nonce, password, secure).await?;
         debug!(master = %master.name, secure, "authenticated");
         Ok(client)
@@ -265,14 +287,18 @@ impl Client {
     }
 
     /// COM_REGISTER_SLAVE then COM_BINLOG_DUMP_GTID from the GTIDs in `have`,
-    /// as mysql_async's `get_binlog_stream` sends them.
+    /// as mysql_async's `get_binlog_stream` sends them. `semi_sync`: the
+    /// session asked for semi-sync (`@rpl_semi_sync_replica`), so each event
+    /// comes with the semi-sync header.
     pub async fn dump(
         &mut self,
         server_id: u32,
         report_host: &str,
         report_port: u16,
         have: Vec<Sid<'static>>,
+        semi_sync: bool,
     ) -> Result<(), ClientError> {
+        self.semi_sync = semi_sync;
         let register = ComRegisterSlave::new(server_id)
             .with_hostname(report_host.as_bytes())
             .with_port(report_port);
@@ -300,10 +326,24 @@ impl Client {
         self.packets.set_read_timeout(Some(timeout));
     }
 
-    /// The next packet of the binlog stream: an event's bytes (`Some`), the end
-    /// of the stream (`None`), or the server's error. The event is read into a
+    /// Split off the writing side, for semi-sync acknowledgements sent while
+    /// this client keeps reading the stream (see `Acknowledger`).
+    pub fn split(self) -> (Client, PacketWriter) {
+        let (packets, writer) = self.packets.split();
+        (
+            Client {
+                packets,
+                caps: self.caps,
+                semi_sync: self.semi_sync,
+            },
+            writer,
+        )
+    }
+
+    /// The next packet of the binlog stream: an event (`Some`), the end of
+    /// the stream (`None`), or the server's error. The event is read into a
     /// buffer of exactly the size its header announces, and nowhere else.
-    pub async fn read_event(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+    pub async fn read_event(&mut self) -> Result<Option<Streamed>, ClientError> {
         let caps = self.caps;
         let mut payload = self.packets.begin().await?;
         let mut status = [0u8];
@@ -326,13 +366,27 @@ impl Client {
                 });
             }
         }
+        let mut ack_requested = false;
+        if self.semi_sync {
+            let mut semi = [0u8; 2];
+            payload.read_exact(&mut semi).await?;
+            if semi[0] != SEMI_SYNC_MAGIC {
+                return Err(ClientError::Protocol {
+                    what: "event without the semi-sync header",
+                });
+            }
+            ack_requested = semi[1] & SEMI_SYNC_ACK_REQUESTED != 0;
+        }
         let mut header = [0u8; HEADER_LEN];
         payload.read_exact(&mut header).await?;
         let mut event = event_bytes::buffer_for(&header, 0)
             .map_err(|_| ClientError::Protocol { what: "event size" })?;
         payload.read_exact(&mut event[HEADER_LEN..]).await?;
         payload.finish().await?;
-        Ok(Some(event))
+        Ok(Some(Streamed {
+            bytes: event,
+            ack_requested,
+        }))
     }
 
     /// Say goodbye (COM_QUIT) and close; errors do not matter any more.
@@ -389,6 +443,7 @@ mod tests {
         let client = Client {
             packets: Packets::new(Box::new(a), MAX_PACKET),
             caps: client_caps(),
+            semi_sync: false,
         };
         (client, Packets::new(Box::new(b), MAX_PACKET))
     }
@@ -419,13 +474,37 @@ mod tests {
             server
         });
         for expected in &events {
-            let got = client.read_event().await.unwrap().unwrap();
+            let got = client.read_event().await.unwrap().unwrap().bytes;
             assert_eq!(got.len(), expected.len());
             assert_eq!(got.capacity(), expected.len(), "no spare allocation");
             assert!(got == *expected);
         }
         assert!(client.read_event().await.unwrap().is_none());
         writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn semi_sync_headers_are_stripped_and_their_ack_flag_kept() {
+        let (mut client, mut server) = pipe();
+        client.semi_sync = true;
+        for flag in [0x00, 0x01] {
+            let mut p = vec![0x00, SEMI_SYNC_MAGIC, flag];
+            p.extend_from_slice(&event_of(40));
+            server.write(&p);
+        }
+        let mut p = vec![0x00];
+        p.extend_from_slice(&event_of(40));
+        server.write(&p);
+        server.flush().await.unwrap();
+        for requested in [false, true] {
+            let got = client.read_event().await.unwrap().unwrap();
+            assert_eq!(got.bytes, event_of(40));
+            assert_eq!(got.ack_requested, requested);
+        }
+        assert!(matches!(
+            client.read_event().await,
+            Err(ClientError::Protocol { .. })
+        ));
     }
 
     #[tokio::test]
