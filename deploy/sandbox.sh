@@ -103,26 +103,42 @@ make_template() {
         --datadir=$t/data --log-error=$t/init.log || die "mysqld --initialize failed; see $ROOT$t/init.log"
 }
 
+# apt-get in the chroot for an add-on step; output goes to $CACHE/$1.log.
+apt_in_root() {
+    local logfile=$CACHE/$1.log
+    shift
+    in_root env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false "$@" \
+        >>"$logfile" 2>&1 || die "apt-get $1 in the chroot failed; see $logfile"
+}
+
+# The start of an add-on step (install-testsuite, install-monitoring): the
+# chroot, the install lock, and fresh package lists. Returns 1 when `installed`
+# (a test) says the step was done before.
+begin_add_on() {
+    local what=$1 log_name=$2
+    shift 2
+    cmd_install
+    exec 9>"$CACHE/install.lock"
+    flock 9
+    "$@" && return 1
+    [[ $(id -u) == 0 ]] || die "$what needs root (chroot)"
+    log "$what: adding to the chroot (once)"
+    cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    apt_in_root "$log_name" update -qq
+}
+
 # MySQL's regression tests and mysqltest, for deploy/fidelity.sh. A step of its
 # own (not part of install) so that chroots installed before it get them too.
 # The package is unpacked, not installed: it depends on mysql-server, which
 # conflicts with the MariaDB client library that percona-toolkit and sysbench
 # need, so apt would remove those. Its libraries and tools are installed.
 TESTSUITE_MARK=/usr/lib/mysql-test/.gtid-relay-unpacked
+
+testsuite_unpacked() { [[ -f $ROOT$TESTSUITE_MARK ]]; }
 cmd_install_testsuite() {
-    cmd_install
-    exec 9>"$CACHE/install.lock"
-    flock 9
-    [[ -f $ROOT$TESTSUITE_MARK ]] && return 0
-    [[ $(id -u) == 0 ]] || die "install-testsuite needs root (chroot)"
-    log "unpacking mysql-testsuite in the chroot (once)"
-    cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false)
-    in_root "${apt[@]}" update -qq >>"$CACHE/testsuite.log" 2>&1 ||
-        die "apt-get update in the chroot failed; see $CACHE/testsuite.log"
-    in_root "${apt[@]}" install -y -qq --no-install-recommends mysql-client libjson-perl lz4 unzip \
-        libgoogle-perftools4t64 libprotobuf32t64 >>"$CACHE/testsuite.log" 2>&1 ||
-        die "installing mysql-testsuite's dependencies in the chroot failed; see $CACHE/testsuite.log"
+    begin_add_on install-testsuite testsuite testsuite_unpacked || return 0
+    apt_in_root testsuite install -y -qq --no-install-recommends mysql-client libjson-perl lz4 unzip \
+        libgoogle-perftools4t64 libprotobuf32t64
     rm -rf "$ROOT/var/cache/gtid-relay"
     mkdir -p "$ROOT/var/cache/gtid-relay"
     in_root sh -c 'cd /var/cache/gtid-relay && apt-get -o Acquire::Check-Valid-Until=false download mysql-testsuite' \
@@ -138,22 +154,13 @@ cmd_install_testsuite() {
 
 # Prometheus and promtool, for the monitoring rules' tests (deploy/monitoring/).
 # A step of its own, like install-testsuite.
+prometheus_installed() { [[ -x $ROOT/usr/bin/prometheus && -x $ROOT/usr/bin/promtool ]]; }
 cmd_install_monitoring() {
-    cmd_install
-    exec 9>"$CACHE/install.lock"
-    flock 9
-    [[ -x $ROOT/usr/bin/prometheus && -x $ROOT/usr/bin/promtool ]] && return 0
-    [[ $(id -u) == 0 ]] || die "install-monitoring needs root (chroot)"
-    log "installing prometheus in the chroot (once)"
-    cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false)
-    in_root "${apt[@]}" update -qq >>"$CACHE/monitoring.log" 2>&1 ||
-        die "apt-get update in the chroot failed; see $CACHE/monitoring.log"
+    begin_add_on install-monitoring monitoring prometheus_installed || return 0
     # policy-rc.d: the package must not start its own service in the chroot.
     printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
     chmod +x "$ROOT/usr/sbin/policy-rc.d"
-    in_root "${apt[@]}" install -y -qq --no-install-recommends prometheus >>"$CACHE/monitoring.log" 2>&1 ||
-        die "installing prometheus in the chroot failed; see $CACHE/monitoring.log"
+    apt_in_root monitoring install -y -qq --no-install-recommends prometheus
     rm -f "$ROOT/usr/sbin/policy-rc.d"
     in_root apt-get clean
     log "installed $(in_root promtool --version 2>&1 | head -n1)"

@@ -320,6 +320,17 @@ impl Applier {
         })
     }
 
+    /// The target committed the current transaction.
+    fn committed(&mut self) -> Option<Completed> {
+        self.release_gtid_next();
+        let conflicts = self
+            .resolver
+            .as_mut()
+            .map(Resolver::committed)
+            .unwrap_or_default();
+        self.complete(conflicts)
+    }
+
     /// Apply one step. Returns the transaction it completed, if any.
     pub async fn apply(&mut self, step: Step) -> Result<Option<Completed>, ApplyError> {
         match step {
@@ -423,26 +434,14 @@ impl Applier {
             Step::Commit => {
                 self.flush_rows().await?;
                 self.exec("COMMIT".to_string(), "COMMIT").await?;
-                self.release_gtid_next();
-                let conflicts = self
-                    .resolver
-                    .as_mut()
-                    .map(Resolver::committed)
-                    .unwrap_or_default();
-                Ok(self.complete(conflicts))
+                Ok(self.committed())
             }
             Step::XaPrepare { xid, one_phase } => {
                 self.flush_rows().await?;
                 let sql = xa_prepare_statement(&xid, one_phase);
                 self.exec(sql.clone(), &sql).await?;
                 self.xa = None;
-                self.release_gtid_next();
-                let conflicts = self
-                    .resolver
-                    .as_mut()
-                    .map(Resolver::committed)
-                    .unwrap_or_default();
-                Ok(self.complete(conflicts))
+                Ok(self.committed())
             }
             Step::Rollback => {
                 // The source rolled back; commit an empty transaction so that the
