@@ -4,6 +4,7 @@
 #
 #   deploy/bench.sh [catchup] [steady] [modes] [--seconds N] [--rates "100 300"] [--relay-apply TOML]
 #   deploy/bench.sh ab [--ab-bin PATH] [--ab-apply TOML] [--relay-apply TOML]
+#   deploy/bench.sh semisync [--seconds N]
 #
 # --relay-apply adds settings to the relay's [apply] table, e.g. "workers = 16";
 # --relay-master to each of its [[masters]], e.g. 'tls = { ssl_mode = "DISABLED" }'.
@@ -28,6 +29,12 @@
 #          --relay-apply (m1 -> m3), back to back on the same backlog in
 #          alternating order (two rounds), so both see the same machine load.
 #          E.g. --relay-apply 'conflict = "last-writer-wins"'.
+# semisync: commit latency on a semi-synchronous source (m1: the semi-sync
+#          source plugin, AFTER_SYNC, one acknowledgement to wait for):
+#          sysbench oltp_insert with 1 and 4 threads for --seconds each, with
+#          m1 asynchronous, with a native semi-sync replica (m2), and with the
+#          relay (m1 -> m3) acknowledging on ack = "received" and "applied";
+#          each case alone, checked by Rpl_semi_sync_source_yes_tx / no_tx.
 # Cost:    relay CPU seconds per 1,000 transactions and peak RSS.
 # --profile (catchup): sample every CPU (perf, cpu-clock) while each applier
 #          catches up, and print where the machine's time went by thread name,
@@ -40,13 +47,14 @@ seconds=60
 rates="100 300"
 relay_apply=""
 relay_master=""
+relay_source=""
 rounds=1
 ab_bin=target/release/gtid-relay
 ab_apply=
 profile=
 while (($#)); do
     case $1 in
-        catchup | steady | ab | modes) phases+=("$1") ;;
+        catchup | steady | ab | modes | semisync) phases+=("$1") ;;
         --ab-bin) ab_bin=$2; shift ;;
         --ab-apply) ab_apply=$2; shift ;;
         --seconds) seconds=$2; shift ;;
@@ -55,7 +63,7 @@ while (($#)); do
         --relay-master) relay_master=$2; shift ;;
         --rounds) rounds=$2; shift ;;
         --profile) profile=1 ;;
-        *) echo "usage: deploy/bench.sh [catchup] [steady] [ab] [modes] [--ab-bin PATH] [--ab-apply TOML] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML] [--relay-master TOML] [--rounds N] [--profile]" >&2; exit 2 ;;
+        *) echo "usage: deploy/bench.sh [catchup] [steady] [ab] [modes] [semisync] [--ab-bin PATH] [--ab-apply TOML] [--seconds N] [--rates \"100 300\"] [--relay-apply TOML] [--relay-master TOML] [--rounds N] [--profile]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -118,6 +126,7 @@ relay_config() { # relay_config FILE "SRC TGT" [...]; masters: $masters (default
         echo "[relay]"
         echo "report_host = \"127.0.0.1\""
         printf '\n[apply]\n%s\n' "$relay_apply"
+        printf '\n[source]\n%s\n' "$relay_source"
         local listed
         listed=${masters:-$(printf '%s\n' "$@" | tr ' ' '\n' | sort -un)}
         for n in $listed; do
@@ -435,6 +444,53 @@ modes() {
         [[ $(sql "$n" "CHECKSUM TABLE sbtest.sbtest1, sbtest.sbtest2, sbtest.sbtest3, sbtest.sbtest4 EXTENDED") == "$sums" ]] ||
             { echo "checksums differ on m$n" >&2; exit 1; }
     done
+}
+
+semi_status() { sql 1 "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_source_$1'" | cut -f2; }
+
+semisync_case() { # semisync_case LABEL: sysbench oltp_insert on m1 at 1 and 4 threads
+    local threads yes0 no0
+    for threads in 1 4; do
+        yes0=$(semi_status yes_tx) no0=$(semi_status no_tx)
+        chroot "$ROOT" sysbench oltp_insert --db-driver=mysql --mysql-host=127.0.0.1 \
+            --mysql-port="$(port 1)" --mysql-user=relay --mysql-password=$PW --mysql-db=sbtest \
+            --tables=4 --table-size=10000 --threads="$threads" --time="$seconds" --percentile=95 run \
+            >"$work/semisync.txt"
+        printf '%-28s %7d %9.0f %10.2f %10.2f %8d %6d\n' "$1" "$threads" \
+            "$(grep -oP 'transactions:\s+[0-9]+\s+\(\K[0-9.]+' "$work/semisync.txt")" \
+            "$(grep -oP 'avg:\s+\K[0-9.]+' "$work/semisync.txt")" \
+            "$(grep -oP '95th percentile:\s+\K[0-9.]+' "$work/semisync.txt")" \
+            $(($(semi_status yes_tx) - yes0)) $(($(semi_status no_tx) - no0))
+    done
+}
+
+semisync() {
+    say "semi-sync commit latency on m1 (sysbench oltp_insert, ${seconds} s per case)"
+    fresh 1 2 3
+    sql 1 "INSTALL PLUGIN rpl_semi_sync_source SONAME 'semisync_source.so';
+        SET GLOBAL rpl_semi_sync_source_timeout = 10000; CREATE DATABASE sbtest"
+    sql 2 "INSTALL PLUGIN rpl_semi_sync_replica SONAME 'semisync_replica.so';
+        SET GLOBAL rpl_semi_sync_replica_enabled = ON"
+    sysbench 1 sbtest prepare >/dev/null
+    native_replica 2 1
+    local wait_clients='until [[ $(semi_status clients) == 1 ]]; do sleep 0.1; done'
+    printf '%-28s %7s %9s %10s %10s %8s %6s\n' case threads trx/s "avg ms" "p95 ms" yes_tx no_tx
+    semisync_case "asynchronous"
+    sql 2 "START REPLICA"
+    eval "$wait_clients"
+    sql 1 "SET GLOBAL rpl_semi_sync_source_enabled = ON"
+    semisync_case "native semi-sync replica"
+    sql 2 "STOP REPLICA"
+    for ack in received applied; do
+        relay_source="ack = \"$ack\""
+        relay_config "$work/semisync.toml" "1 3"
+        start_relay "$work/semisync.toml"
+        eval "$wait_clients"
+        wait_caught_up 3 1
+        semisync_case "relay, ack = $ack"
+        stop_relay
+    done
+    relay_source=""
 }
 
 for phase in "${phases[@]}"; do "$phase"; done
