@@ -303,7 +303,7 @@ impl Resolver {
             // conflict and ends as it was).
             match (kind, current, before, after) {
                 (Kind::Update | Kind::Delete, None, Some(b), _) => {
-                    prepare.push(upsert_binlog(&info, b)?);
+                    prepare.push(insert_binlog(&info, b)?);
                 }
                 (Kind::Insert, Some(_), _, Some(a)) => prepare.push(delete_sql(&info, a)?),
                 _ => {}
@@ -628,28 +628,46 @@ async fn read_current(
     Ok((found, executed))
 }
 
-fn upsert(info: &TableInfo, literals: Vec<String>) -> String {
+fn insert(info: &TableInfo, literals: Vec<String>) -> String {
     let names: Vec<String> = info.stored().map(|(_, c)| quote_ident(&c.name)).collect();
-    let updates: Vec<String> = names
-        .iter()
-        .map(|n| format!("{n} = _lww_new.{n}"))
-        .collect();
     format!(
-        "INSERT INTO {} ({}) VALUES ({}) AS _lww_new ON DUPLICATE KEY UPDATE {}",
+        "INSERT INTO {} ({}) VALUES ({})",
         info.qualified(),
         names.join(", "),
         literals.join(", "),
+    )
+}
+
+fn upsert(info: &TableInfo, literals: Vec<String>) -> String {
+    let updates: Vec<String> = info
+        .stored()
+        .map(|(_, c)| quote_ident(&c.name))
+        .map(|n| format!("{n} = _lww_new.{n}"))
+        .collect();
+    format!(
+        "{} AS _lww_new ON DUPLICATE KEY UPDATE {}",
+        insert(info, literals),
         updates.join(", ")
     )
 }
 
+fn binlog_literals(info: &TableInfo, row: &BinlogRow) -> Result<Vec<String>, ConflictError> {
+    info.stored()
+        .map(|(i, c)| binlog_literal(c, image_value(info, row, i)?))
+        .collect()
+}
+
 /// Make the row the event's after-image.
 fn upsert_binlog(info: &TableInfo, row: &BinlogRow) -> Result<String, ConflictError> {
-    let mut literals = Vec::new();
-    for (i, c) in info.stored() {
-        literals.push(binlog_literal(c, image_value(info, row, i)?)?);
-    }
-    Ok(upsert(info, literals))
+    Ok(upsert(info, binlog_literals(info, row)?))
+}
+
+/// Put the event's before-image where the row was absent. A plain INSERT:
+/// under READ COMMITTED the absent key was not locked when it was read, and a
+/// row a local writer inserted since must fail the transaction (1062, which
+/// is retried and compared again), not be overwritten.
+fn insert_binlog(info: &TableInfo, row: &BinlogRow) -> Result<String, ConflictError> {
+    Ok(insert(info, binlog_literals(info, row)?))
 }
 
 /// Put back the target's row as read before the event.
