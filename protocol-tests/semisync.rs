@@ -2,8 +2,9 @@
 //! semi-sync source plugin: the relay's dump connections ask for semi-sync and
 //! acknowledge, both masters' commits are released by the relay's
 //! acknowledgements (never by the timeout), with `ack = "applied"` a commit
-//! that returned OK on one master is already on the other, and after a relay
-//! restart a source that fell back to asynchronous returns to semi-sync.
+//! that returned OK on one master is already on the other, after a relay
+//! restart a source that fell back to asynchronous returns to semi-sync, and
+//! with `ack = "off"` the relay is an asynchronous replica.
 
 use std::time::{Duration, Instant};
 
@@ -184,5 +185,24 @@ fn received_acknowledgements_and_a_relay_restart() {
         sb.value(1, "SELECT COUNT(*) FROM r.t"),
         sb.value(2, "SELECT COUNT(*) FROM r.t")
     );
+    relay.stop();
+
+    // ack = "off": the relay reads as an asynchronous replica.
+    let relay = self::relay(&sb, "off");
+    for i in [1, 2] {
+        wait_for(
+            "the dumps to be asynchronous",
+            Duration::from_secs(30),
+            || (status(&sb, i, "clients") == "0").then_some(()),
+        );
+    }
+    // Nobody acknowledges: m1's commit waits out its timeout.
+    sb.sql(1, "SET GLOBAL rpl_semi_sync_source_timeout = 1000");
+    sb.sql(2, "SET GLOBAL rpl_semi_sync_source_timeout = 1000");
+    let no_tx: u64 = status(&sb, 1, "no_tx").parse().expect("no_tx");
+    sb.sql(1, "INSERT INTO r.t SELECT MAX(id) + 1 FROM r.t");
+    let now: u64 = status(&sb, 1, "no_tx").parse().expect("no_tx");
+    assert_eq!(now, no_tx + 1, "the commit was not acknowledged");
+    settle(&sb, &relay);
     relay.stop();
 }
