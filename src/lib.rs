@@ -8,6 +8,7 @@ pub mod config;
 pub mod conflict;
 pub mod conn;
 pub mod filter;
+pub mod fuzz;
 pub mod gravity;
 pub mod gtid;
 pub mod gtid_mode;

@@ -9,7 +9,7 @@ mod exec;
 mod handshake;
 mod perf_schema;
 mod replica_status;
-mod sql;
+pub(crate) mod sql;
 pub(crate) mod tls;
 mod variables;
 mod wire;

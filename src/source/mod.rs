@@ -11,7 +11,7 @@ pub mod context;
 pub mod event;
 pub mod event_bytes;
 pub mod load_data;
-mod payload;
+pub(crate) mod payload;
 pub mod rewrite;
 pub mod semisync;
 

@@ -46,7 +46,7 @@ impl Unpacker {
             .ok_or(PayloadError::Header("event too short"))?;
         let (start, size, compression) = fields(&event[HEADER_LEN..body_end])?;
         let start = HEADER_LEN + start;
-        if start + size > body_end {
+        if start.checked_add(size).is_none_or(|end| end > body_end) {
             return Err(PayloadError::Header("payload larger than the event"));
         }
         let mut payload = Cursor::new(event);
@@ -177,6 +177,19 @@ mod tests {
             out.push(e);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn an_absurd_payload_size_is_an_error_not_an_overflow() {
+        // Header fields: payload size = u64::MAX (packed: 254 + 8 bytes), zstd.
+        let mut event = vec![0u8; HEADER_LEN];
+        event.extend_from_slice(&[PAYLOAD_SIZE as u8, 9, 254]);
+        event.extend_from_slice(&u64::MAX.to_le_bytes());
+        event.extend_from_slice(&[COMPRESSION_TYPE as u8, 1, ZSTD as u8, 0]);
+        assert!(matches!(
+            Unpacker::new(event, false),
+            Err(PayloadError::Header(_))
+        ));
     }
 
     #[test]
