@@ -95,9 +95,17 @@ impl UserValue {
                 Ok(UserValue::UInt(u64::from_le_bytes(eight()?)))
             }
             Ok(ItemResult::INT_RESULT) => Ok(UserValue::Int(i64::from_le_bytes(eight()?))),
-            Ok(ItemResult::DECIMAL_RESULT) => Decimal::read_packed(value, false)
-                .map(|d| UserValue::Decimal(d.to_string()))
-                .map_err(|e| ContextError(format!("decimal value: {e}"))),
+            Ok(ItemResult::DECIMAL_RESULT) => match value {
+                // Precision and scale lead the packed value; mysql_common's
+                // decoder assumes scale <= precision (it underflows otherwise).
+                [precision, scale, ..] if scale <= precision => Decimal::read_packed(value, false)
+                    .map(|d| UserValue::Decimal(d.to_string()))
+                    .map_err(|e| ContextError(format!("decimal value: {e}"))),
+                _ => Err(ContextError(format!(
+                    "a decimal value without a valid precision and scale ({} bytes)",
+                    value.len()
+                ))),
+            },
             Ok(other) => Err(ContextError(format!("user variable of type {other:?}"))),
             Err(e) => Err(ContextError(e.to_string())),
         }
